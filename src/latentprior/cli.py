@@ -1,0 +1,183 @@
+"""The ``latentprior`` command line: one verb per step of the pipeline.
+
+    latentprior quickstart --out DIR            the whole pipeline on an embedded default
+    latentprior data info FILE                  what a demonstration dataset holds
+    latentprior data collect --expert PATH ...  roll an expert out into a dataset
+    latentprior train --env ENV --algo ppo|sac  train an agent with the project's PPO or SAC
+    latentprior eval RUN_DIR                    evaluate a trained agent, optionally to video
+
+Every verb imports what it needs lazily, so ``latentprior --help`` is instant. Errors the project
+raises on purpose (:class:`latentprior.io.LatentPriorError`: bad input, mismatched spaces, missing
+files) are printed as one line and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from latentprior import __version__
+
+
+def _command_line() -> str:
+    return "latentprior " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _data_info(args: argparse.Namespace) -> None:
+    from latentprior.data import format_summary, load_dataset
+
+    print(format_summary(load_dataset(args.file).summary()))
+
+
+def _data_collect(args: argparse.Namespace) -> None:
+    from latentprior.data import format_summary, load_dataset
+    from latentprior.data.collect import collect
+    from latentprior.experts import default_expert, load_expert
+
+    expert = default_expert(args.env) if args.expert == "default" else load_expert(args.expert)
+    path = collect(
+        expert,
+        args.env,
+        episodes=args.episodes,
+        noise_std=args.noise,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        max_episode_steps=args.max_episode_steps,
+        jacobians=args.jacobians,
+        out=args.out,
+        progress=not args.quiet,
+        command=_command_line(),
+    )
+    print(format_summary(load_dataset(path).summary()))
+
+
+# ---------------------------------------------------------------------------------------------
+# rl
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> None:
+    from latentprior.experiments.train import train
+
+    result = train(
+        args.env,
+        args.algo,
+        steps=args.steps,
+        out=args.out,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        config_overrides=_parse_overrides(args.set),
+        progress=not args.quiet,
+        device=args.device,
+    )
+    print(f"run directory: {args.out}")
+    if getattr(result, "metrics", None):
+        print({k: round(v, 3) if isinstance(v, float) else v for k, v in result.metrics.items()})
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from latentprior.experiments.train import evaluate
+
+    result = evaluate(args.run_dir, episodes=args.episodes, video=args.video, seed=args.seed)
+    print(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# quickstart
+
+
+def _quickstart(args: argparse.Namespace) -> None:
+    from latentprior.experiments.quickstart import quickstart
+
+    report = quickstart(args.out, ppo_steps=args.ppo_steps, seed=args.seed, progress=not args.quiet)
+    print(f"report: {report}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latentprior",
+        description="Learn priors from demonstrations and reuse them to make RL faster.",
+    )
+    parser.add_argument("--version", action="version", version=f"latentprior {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("quickstart", help="the pipeline end to end on an embedded default (no downloads)")
+    p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
+    p.add_argument("--ppo-steps", type=int, default=None, help="PPO environment steps (default: the quickstart budget)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_quickstart)
+
+    data = verbs.add_parser("data", help="demonstration datasets").add_subparsers(dest="data_verb", required=True, metavar="VERB")
+    p = data.add_parser("info", help="print episodes, steps, fields, return statistics and metadata")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=_data_info)
+    p = data.add_parser("collect", help="roll an expert out with action noise into a dataset")
+    p.add_argument("--expert", required=True, help="expert artifact directory, an SB3 zoo .zip, or 'default'")
+    p.add_argument("--env", required=True, help="Gymnasium environment id, e.g. HalfCheetah-v5")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--noise", type=float, default=0.1, help="action-noise std on the [-1, 1] action scale (Merel et al. 2019 use 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--max-episode-steps", type=int, default=None)
+    p.add_argument("--jacobians", action="store_true", help="also log d mu / d s at every visited state (for LFPC)")
+    p.add_argument("--out", type=Path, required=True, help="dataset file to write (.h5)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_data_collect)
+
+    p = verbs.add_parser("train", help="train an agent with the project's PPO or SAC")
+    p.add_argument("--env", required=True)
+    p.add_argument("--algo", choices=["ppo", "sac"], required=True)
+    p.add_argument("--steps", type=int, required=True, help="environment steps")
+    p.add_argument("--out", type=Path, required=True, help="run directory (rerun to resume)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-envs", type=int, default=None, help="parallel environments (default: the algorithm's)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = verbs.add_parser("eval", help="evaluate a trained agent")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--video", type=Path, default=None, help="write an MP4 of the first episode")
+    p.add_argument("--seed", type=int, default=10_000)
+    p.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Offscreen MuJoCo rendering works headless with EGL; respect a user's own choice.
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    args = build_parser().parse_args(argv)
+    from latentprior.io import LatentPriorError
+
+    try:
+        args.func(args)
+    except LatentPriorError as e:
+        print(f"latentprior: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("latentprior: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
