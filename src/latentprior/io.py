@@ -32,6 +32,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_text",
     "atomic_write_json",
+    "json_default",
     "read_json",
     "save_weights",
     "load_weights",
@@ -80,7 +81,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook for numpy arrays, numpy scalars and paths."""
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, np.generic):
@@ -91,7 +93,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -189,8 +191,8 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
 def space_from_dict(d: Mapping[str, Any], where: str = "space") -> gym.Space:
     try:
         if d["type"] == "Box":
-            low = np.array(d["low"], dtype=np.float64)
-            high = np.array(d["high"], dtype=np.float64)
+            low = np.array(d["low"], dtype=np.dtype(d["dtype"]))
+            high = np.array(d["high"], dtype=np.dtype(d["dtype"]))
             return gym.spaces.Box(low=low, high=high, shape=tuple(d["shape"]), dtype=np.dtype(d["dtype"]))
         if d["type"] == "Discrete":
             return gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))

@@ -18,7 +18,7 @@ def test_loading_a_pickled_file_needs_an_explicit_opt_in(shared_data):
 def test_imports_match_gymnasium_v5_spaces(shared_data, stem, env_id, steps, cycle):
     dataset = import_lap_demonstration(shared_data / "latent_action_priors" / f"{stem}.npy", allow_pickle=True)
     assert dataset.metadata.env_id == env_id
-    env = gym.make(env_id, **dataset.metadata.extra["env_kwargs"])
+    env = gym.make(env_id, **dataset.metadata.env_kwargs)
     dataset.check_env(env)
     assert dataset.num_steps == steps and dataset.metadata.extra["cycle_length"] == cycle
     assert np.all(dataset[0].actions <= env.action_space.high) and np.all(dataset[0].actions >= env.action_space.low)

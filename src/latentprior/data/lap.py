@@ -15,7 +15,7 @@ The importer maps them to Gymnasium v5 environments:
 
 - ``HalfCheetah-v4`` file -> ``HalfCheetah-v5`` (same 17-d observation).
 - ``Ant-v4`` file -> ``Ant-v5`` with ``include_cfrc_ext_in_observation=False`` (the 27-d
-  observation without contact forces, recorded in the metadata's ``env_kwargs``).
+  observation without contact forces, recorded as the metadata's ``env_kwargs``).
 - ``Humanoid`` file (Humanoid-v4, 376-d) -> ``Humanoid-v5`` (348-d): v5 drops the world body's
   rows of ``cinert``, ``cvel`` and ``cfrc_ext`` and the six root entries of ``qfrc_actuator``.
   The Humanoid file holds observations for one gait cycle only, so its dataset is that cycle
@@ -91,7 +91,6 @@ def import_lap_demonstration(
         "lap_file": path.name,
         "cycle_length": int(len(cycle_actions)) if len(cycle_actions) else None,
         "raw_action_range": [float(actions.min()), float(actions.max())],
-        "env_kwargs": env_kwargs,
     }
     if "cycle_indx" in data:
         extra["cycle_starts"] = np.asarray(data["cycle_indx"]).astype(int).tolist()
@@ -125,6 +124,7 @@ def import_lap_demonstration(
         action_space=action_space,
         source=f"{SOURCE}: {path.name}",
         license=LICENSE,
+        env_kwargs=env_kwargs,
         command=f"import_lap_demonstration({path.name!r})",
         extra=extra,
     )
