@@ -60,7 +60,7 @@ def test_writer_streams_into_a_hidden_temporary_file(full_dataset, tmp_path):
         for episode in full_dataset:
             writer.add(episode)
         assert not path.exists() and writer.num_episodes == 4
-        assert len(list(tmp_path.glob(".demos.h5.*.tmp"))) == 1
+        assert len(list(tmp_path.glob(".demos.*.tmp.h5"))) == 1
     assert_same(full_dataset, load_dataset(path))
     assert list(tmp_path.iterdir()) == [path]
 
@@ -88,7 +88,7 @@ def test_a_killed_writers_file_is_rejected_as_incomplete(full_dataset, make_ep, 
         with DatasetWriter(path, full_dataset.metadata) as writer:
             writer.add(make_ep(4))
             writer._file.flush()
-            shutil.copy(next(tmp_path.glob(".demos.h5.*.tmp")), tmp_path / "copy.h5")
+            shutil.copy(next(tmp_path.glob(".demos.*.tmp.h5")), tmp_path / "copy.h5")
             raise RuntimeError("killed")
     with pytest.raises(DatasetError, match=r"copy\.h5: incomplete file"):
         load_dataset(tmp_path / "copy.h5")

@@ -88,7 +88,7 @@ class DatasetWriter:
     more than one episode in memory. Only a clean :meth:`close` (or leaving the ``with`` block
     without an exception) marks the file complete and renames it to ``path``, replacing any file
     there. An exception inside the ``with`` block deletes the temporary file and leaves ``path``
-    untouched; a killed process leaves only a hidden ``.<name>.*.tmp`` file, which is never marked
+    untouched; a killed process leaves only a hidden ``.<stem>.*.tmp<suffix>`` file, which is never marked
     complete.
 
     .. code-block:: python

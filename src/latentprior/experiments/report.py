@@ -22,7 +22,7 @@ class Curve:
     returns_std: np.ndarray | None = None
 
 
-def read_curve(metrics_csv: str | os.PathLike, x: str = "global_step", y: str = "eval/return_mean") -> Curve:
+def read_curve(metrics_csv: str | os.PathLike, x: str = "step", y: str = "eval/return_mean") -> Curve:
     """Read one ``y`` against ``x`` from a run's ``metrics.csv``, skipping rows without ``y``.
 
     The logger writes one row per logging event with every key seen so far as a column, so a

@@ -1,0 +1,356 @@
+"""Benchmark of latentprior's RL core against stable-baselines3 on HalfCheetah-v5.
+
+Parts (each (method, seed) run is one child process writing one JSON under the results folder;
+a run whose JSON exists is skipped, so rerunning the same command continues the benchmark):
+
+  ppo        SB3 PPO vs ours at SB3's defaults, 1 env, observation normalisation on both sides
+             (SB3: VecNormalize(norm_reward=False)); env steps/s including training, eval returns.
+  ppo-tuned  ours with more environments (EnvPool) and larger batches: how soon does it reach
+             SB3's final 1M-step return, against SB3's wall-clock (goal: <= 1/4)?
+  sac        SB3 SAC vs ours at SB3's defaults (learning_starts 100, 1 update per step);
+             gradient updates/s and eval returns.
+  ceiling    raw simulation speed with random actions (Gymnasium sync, EnvPool), and the
+             fraction of it each training run reaches.
+
+Both sides are evaluated the same way: deterministic actions, 10 episodes on 5 separate
+environments, reset with the same seeds, every ``--eval-every`` steps; evaluation time is
+excluded from the training speeds (and included in the wall-clock). torch uses one thread on
+both sides (the fastest setting for both on a small, shared machine).
+
+    python benchmarks/rl_core.py                     # everything, seeds 0..2 (hours)
+    python benchmarks/rl_core.py --parts sac --seeds 0
+    python benchmarks/rl_core.py --quick             # smoke check: tiny budgets, separate folder
+    python benchmarks/rl_core.py --report            # markdown table from the JSONs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ENV_ID = "HalfCheetah-v5"
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("ppo", "ppo-tuned", "sac", "ceiling")
+EVAL_EPISODES, EVAL_ENVS = 10, 5
+
+# The tuned preset: 16 EnvPool sub-environments, rollouts of 16 x 256 = 4096 steps, minibatches
+# of 512 (8 per epoch instead of 32 per 2048 steps), otherwise SB3's defaults.
+PPO_TUNED = {"num_envs": 16, "n_steps": 256, "batch_size": 512, "n_epochs": 10}
+
+
+# ------------------------------------------------------------------------------- environment facts
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import gymnasium
+    import mujoco
+    import torch
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gymnasium.__version__,
+                "mujoco": mujoco.__version__}
+    for name in ("stable_baselines3", "envpool"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "versions": versions,
+            "load_avg_1m": os.getloadavg()[0]}
+
+
+# ----------------------------------------------------------------------------------- SB3 runs
+class _SB3Policy:
+    """Adapter giving an SB3 model (and its VecNormalize statistics) the ``act`` of our policies."""
+
+    def __init__(self, model, vecnorm=None):
+        self.model, self.vecnorm = model, vecnorm
+
+    def act(self, obs, deterministic=True):
+        if self.vecnorm is not None:
+            obs = self.vecnorm.normalize_obs(obs)
+        return self.model.predict(obs, deterministic=deterministic)[0]
+
+
+def _sb3_run(algo: str, seed: int, steps: int, eval_every: int) -> dict:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from latentprior.envs.make import make_vec_env
+    from latentprior.rl import evaluate_policy
+    from latentprior.rl.run import eval_seed
+
+    torch.set_num_threads(1)
+    eval_envs = make_vec_env(ENV_ID, EVAL_ENVS, 0)
+    t_start = time.perf_counter()
+    if algo == "ppo":
+        env = VecNormalize(sb3_make_vec_env(ENV_ID, n_envs=1, seed=seed), norm_obs=True, norm_reward=False)
+        model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0)
+        adapter = _SB3Policy(model, env)
+    else:
+        model = SAC("MlpPolicy", gym.make(ENV_ID), seed=seed, device="cpu", verbose=0)
+        adapter = _SB3Policy(model)
+    curve, eval_time = [], [0.0]
+
+    def evaluate(step):
+        t0 = time.perf_counter()
+        result = evaluate_policy(adapter, eval_envs, EVAL_EPISODES, seed=eval_seed(seed))
+        curve.append({"step": step, "return_mean": result.return_mean, "return_std": result.return_std})
+        eval_time[0] += time.perf_counter() - t0
+
+    class EvalEvery(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % eval_every == 0:
+                evaluate(self.num_timesteps)
+            return True
+
+    t_learn = time.perf_counter()
+    model.learn(steps, callback=EvalEvery())
+    if not curve or curve[-1]["step"] != steps:
+        evaluate(steps)
+    train_s = time.perf_counter() - t_learn - eval_time[0]
+    eval_envs.close()
+    updates = steps - model.learning_starts if algo == "sac" else None
+    return {
+        "train_s": train_s,
+        "wall_s": time.perf_counter() - t_start,
+        "steps_per_s": steps / train_s,
+        "updates_per_s": updates / train_s if updates else None,
+        "curve": curve,
+    }
+
+
+# ----------------------------------------------------------------------------------- our runs
+def _ours_run(part: str, seed: int, steps: int, eval_every: int, run_dir: Path) -> dict:
+    import csv
+
+    from latentprior.envs.make import make_vec_env
+    from latentprior.rl import PPOConfig, SACConfig, ppo, sac
+
+    common = dict(total_steps=steps, seed=seed, eval_every=eval_every, eval_episodes=EVAL_EPISODES,
+                  eval_envs=EVAL_ENVS, tensorboard=False)
+    t_start = time.perf_counter()
+    if part == "sac":
+        result = sac.train(functools.partial(make_vec_env, ENV_ID), SACConfig(**common), run_dir, progress=False)
+    elif part == "ppo":
+        result = ppo.train(functools.partial(make_vec_env, ENV_ID), PPOConfig(**common), run_dir, progress=False)
+    else:
+        env_fn = functools.partial(make_vec_env, ENV_ID, backend="auto")
+        result = ppo.train(env_fn, PPOConfig(**common, **PPO_TUNED), run_dir, progress=False)
+    with open(result.paths["metrics"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    curve = [
+        {"step": int(r["step"]), "return_mean": float(r["eval/return_mean"]), "return_std": float(r["eval/return_std"]),
+         "train_s": float(r["time/train_s"])}
+        for r in rows if r.get("eval/return_mean")
+    ]
+    train_s = result.metrics["time/train_s"]
+    updates = result.metrics.get("train/n_updates")
+    return {
+        "train_s": train_s,
+        "wall_s": time.perf_counter() - t_start,
+        "wall_s_including_earlier_attempts": result.metrics["time/elapsed_s"],
+        "steps_per_s": steps / train_s,
+        "updates_per_s": updates / train_s if part == "sac" else None,
+        "curve": curve,
+    }
+
+
+def _ceiling(backend: str, num_envs: int, steps: int) -> dict:
+    from latentprior.envs.make import make_vec_env
+
+    envs = make_vec_env(ENV_ID, num_envs, 0, backend=backend)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (256, num_envs, envs.single_action_space.shape[0]))
+    envs.reset()
+    t0 = time.perf_counter()
+    for i in range(steps // num_envs):
+        envs.step(actions[i % 256])
+    seconds = time.perf_counter() - t0
+    envs.close()
+    return {"train_s": seconds, "wall_s": seconds, "steps_per_s": steps / seconds, "curve": []}
+
+
+# ------------------------------------------------------------------------------------ driving
+def _jobs(args) -> list[dict]:
+    jobs = []
+    for part in args.parts:
+        if part == "ceiling":
+            for backend, n in [("sync", 1), ("sync", 16), ("envpool", 16)]:
+                jobs.append({"part": part, "method": f"{backend}-{n}", "seed": 0, "steps": args.ceiling_steps})
+            continue
+        steps = args.sac_steps if part == "sac" else args.ppo_steps
+        for seed in args.seeds:
+            if part != "ppo-tuned" and seed in (args.sb3_sac_seeds if part == "sac" else args.seeds):
+                jobs.append({"part": part, "method": "sb3", "seed": seed, "steps": steps})
+            jobs.append({"part": part, "method": "ours", "seed": seed, "steps": steps})
+    return jobs
+
+
+def _path(results: Path, job: dict) -> Path:
+    return results / f"{job['part']}__{job['method']}__seed{job['seed']}.json"
+
+
+def run_job(job: dict, results: Path, eval_every: int, command: str) -> None:
+    """One (part, method, seed) run, in this process; writes its JSON last."""
+    from latentprior.io import atomic_write_json
+
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    if job["part"] == "ceiling":
+        backend, n = job["method"].split("-")
+        outcome = _ceiling(backend, int(n), job["steps"])
+    elif job["method"] == "sb3":
+        outcome = _sb3_run("sac" if job["part"] == "sac" else "ppo", job["seed"], job["steps"], eval_every)
+    else:
+        run_dir = results / "runs" / f"{job['part']}__ours__seed{job['seed']}"
+        outcome = _ours_run(job["part"], job["seed"], job["steps"], eval_every, run_dir)
+    final = outcome["curve"][-1] if outcome["curve"] else {}
+    atomic_write_json(_path(results, job), {
+        **job, **outcome,
+        "final_return_mean": final.get("return_mean"),
+        "final_return_std": final.get("return_std"),
+        "env_id": ENV_ID,
+        "started": started,
+        "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": command,
+    })
+
+
+# ------------------------------------------------------------------------------------- report
+def _mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{np.mean(values):,.1f} ± {np.std(values):,.1f}" if len(values) > 1 else f"{values[0]:,.1f}"
+
+
+def _time_to_reach(curve: list[dict], target: float) -> float | None:
+    """Training seconds until the evaluation return first reaches ``target`` (None if never)."""
+    return next((p["train_s"] for p in curve if p["return_mean"] >= target and "train_s" in p), None)
+
+
+def report(results: Path) -> str:
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    if not runs:
+        return f"no results in {results}"
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["part"], r["method"]), []).append(r)
+    lines = [
+        f"# RL core benchmark: {ENV_ID}",
+        "",
+        f"Machine: {runs[0]['machine']['cpu']}, {runs[0]['machine']['cores']} cores; "
+        f"versions {json.dumps(runs[0]['machine']['versions'])}",
+        f"Runs from {min(r['started'] for r in runs)} to {max(r['finished'] for r in runs)}; "
+        f"command: `{runs[0]['command']}`",
+        "",
+        "Final eval return: mean over seeds of each run's last evaluation (10 deterministic episodes); "
+        "train time excludes evaluation; wall-clock includes set-up and evaluation.",
+        "",
+        "| part | method | seeds | steps | final eval return | train time (s) | wall-clock (s) | env steps/s | updates/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (part, method), rs in sorted(groups.items()):
+        lines.append(
+            f"| {part} | {method} | {','.join(str(r['seed']) for r in rs)} | {rs[0]['steps']:,} | "
+            f"{_mean_std([r['final_return_mean'] for r in rs])} | {_mean_std([r['train_s'] for r in rs])} | "
+            f"{_mean_std([r['wall_s'] for r in rs])} | {_mean_std([r['steps_per_s'] for r in rs])} | "
+            f"{_mean_std([r.get('updates_per_s') for r in rs])} |"
+        )
+    lines += ["", "Ratios (ours / SB3, means over seeds):", ""]
+    speed = {k: np.mean([r["steps_per_s"] for r in rs]) for k, rs in groups.items()}
+    for part, key, what in [("ppo", "steps_per_s", "PPO env steps/s incl. training"),
+                            ("sac", "updates_per_s", "SAC gradient updates/s")]:
+        if (part, "ours") in groups and (part, "sb3") in groups:
+            ours = np.mean([r[key] for r in groups[(part, "ours")]])
+            sb3 = np.mean([r[key] for r in groups[(part, "sb3")]])
+            lines.append(f"- {what}: {ours:,.1f} / {sb3:,.1f} = **{ours / sb3:.2f}x**")
+    if ("ppo-tuned", "ours") in groups and ("ppo", "sb3") in groups:
+        sb3 = groups[("ppo", "sb3")]
+        target = float(np.mean([r["final_return_mean"] for r in sb3]))
+        sb3_time = float(np.mean([r["train_s"] for r in sb3]))
+        reach = [_time_to_reach(r["curve"], target) for r in groups[("ppo-tuned", "ours")]]
+        shown = ", ".join("never" if t is None else f"{t:,.0f} s ({t / sb3_time:.2f} of SB3's {sb3_time:,.0f} s)" for t in reach)
+        lines.append(f"- PPO tuned preset {PPO_TUNED}: time to SB3's final return {target:,.0f}, per seed: {shown}")
+    ceilings = {m: speed[("ceiling", m)] for (p, m) in groups if p == "ceiling"}
+    if ceilings:
+        lines += ["", "Simulation ceiling (random actions) and the fraction of it training reaches:", ""]
+        lines += [f"- {m}: {v:,.0f} steps/s" for m, v in sorted(ceilings.items())]
+        pairs = [(("ppo", "ours"), "sync-1"), (("ppo", "sb3"), "sync-1"), (("sac", "ours"), "sync-1"),
+                 (("sac", "sb3"), "sync-1"), (("ppo-tuned", "ours"), "envpool-16")]
+        for key, ceiling in pairs:
+            if key in speed and ceiling in ceilings:
+                lines.append(f"- {key[0]} {key[1]}: {speed[key] / ceilings[ceiling]:.1%} of {ceiling}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--sb3-sac-seeds", default="0", help="seeds SB3 SAC runs for (it is slow)")
+    parser.add_argument("--ppo-steps", type=int, default=1_000_000)
+    parser.add_argument("--sac-steps", type=int, default=100_000)
+    parser.add_argument("--ceiling-steps", type=int, default=200_000)
+    parser.add_argument("--eval-every", type=int, default=None, help="default: steps / 10")
+    parser.add_argument("--results", type=Path, default=None, help="default: benchmarks/results/rl_core[_quick]")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets into a separate folder, then --report")
+    parser.add_argument("--report", action="store_true", help="write REPORT.md from the JSONs and print it")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # a child process's single run
+    parser.add_argument("--parent-command", help=argparse.SUPPRESS)  # the command that launched it
+    args = parser.parse_args(argv)
+    args.parts = [p for p in args.parts.split(",") if p]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.sb3_sac_seeds = [int(s) for s in args.sb3_sac_seeds.split(",") if s]
+    if args.quick:
+        args.ppo_steps, args.sac_steps, args.ceiling_steps, args.seeds, args.sb3_sac_seeds = 4096, 600, 4000, [0], [0]
+    results = args.results or RESULTS / ("rl_core_quick" if args.quick else "rl_core")
+    results.mkdir(parents=True, exist_ok=True)
+
+    if args.job:
+        job = json.loads(args.job)
+        every = args.eval_every or max(job["steps"] // 10, 1)
+        run_job(job, results, every, args.parent_command or " ".join(sys.argv))
+        return
+    if not args.report or args.quick:
+        for job in _jobs(args):
+            path = _path(results, job)
+            if path.is_file():
+                print(f"done already: {path.name}")
+                continue
+            print(f"running {path.name} ...", flush=True)
+            child = [sys.executable, __file__, "--job", json.dumps(job), "--results", str(results),
+                     "--parent-command", " ".join(["python", *sys.argv])]
+            if args.eval_every:
+                child += ["--eval-every", str(args.eval_every)]
+            t0 = time.perf_counter()
+            code = subprocess.call(child)
+            print(f"  {'finished' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - t0:,.0f} s", flush=True)
+    if args.report or args.quick:
+        text = report(results)
+        (results / "REPORT.md").write_text(text)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
