@@ -8,7 +8,7 @@ a run whose JSON exists is skipped, so rerunning the same command continues the 
   ppo-tuned  ours with more environments (EnvPool) and larger batches: how soon does it reach
              SB3's final 1M-step return, against SB3's wall-clock (goal: <= 1/4)?
   sac        SB3 SAC vs ours at SB3's defaults (learning_starts 100, 1 update per step);
-             gradient updates/s and eval returns.
+             gradient updates/s and eval returns; also ours with bfloat16 matmuls (opt-in).
   ceiling    raw simulation speed with random actions (Gymnasium sync, EnvPool), and the
              fraction of it each training run reaches.
 
@@ -139,7 +139,7 @@ def _sb3_run(algo: str, seed: int, steps: int, eval_every: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------- our runs
-def _ours_run(part: str, seed: int, steps: int, eval_every: int, run_dir: Path) -> dict:
+def _ours_run(part: str, method: str, seed: int, steps: int, eval_every: int, run_dir: Path) -> dict:
     import csv
 
     from latentprior.envs.make import make_vec_env
@@ -149,7 +149,9 @@ def _ours_run(part: str, seed: int, steps: int, eval_every: int, run_dir: Path) 
                   eval_envs=EVAL_ENVS, tensorboard=False)
     t_start = time.perf_counter()
     if part == "sac":
-        result = sac.train(functools.partial(make_vec_env, ENV_ID), SACConfig(**common), run_dir, progress=False)
+        precision = "bf16" if method == "ours-bf16" else "auto"
+        config = SACConfig(**common, matmul_precision=precision)
+        result = sac.train(functools.partial(make_vec_env, ENV_ID), config, run_dir, progress=False)
     elif part == "ppo":
         result = ppo.train(functools.partial(make_vec_env, ENV_ID), PPOConfig(**common), run_dir, progress=False)
     else:
@@ -202,6 +204,8 @@ def _jobs(args) -> list[dict]:
             if part != "ppo-tuned" and seed in (args.sb3_sac_seeds if part == "sac" else args.seeds):
                 jobs.append({"part": part, "method": "sb3", "seed": seed, "steps": steps})
             jobs.append({"part": part, "method": "ours", "seed": seed, "steps": steps})
+            if part == "sac":  # the opt-in bfloat16 matmuls, to weigh their speed against learning
+                jobs.append({"part": part, "method": "ours-bf16", "seed": seed, "steps": steps})
     return jobs
 
 
@@ -220,8 +224,8 @@ def run_job(job: dict, results: Path, eval_every: int, command: str) -> None:
     elif job["method"] == "sb3":
         outcome = _sb3_run("sac" if job["part"] == "sac" else "ppo", job["seed"], job["steps"], eval_every)
     else:
-        run_dir = results / "runs" / f"{job['part']}__ours__seed{job['seed']}"
-        outcome = _ours_run(job["part"], job["seed"], job["steps"], eval_every, run_dir)
+        run_dir = results / "runs" / f"{job['part']}__{job['method']}__seed{job['seed']}"
+        outcome = _ours_run(job["part"], job["method"], job["seed"], job["steps"], eval_every, run_dir)
     final = outcome["curve"][-1] if outcome["curve"] else {}
     atomic_write_json(_path(results, job), {
         **job, **outcome,
@@ -278,10 +282,11 @@ def report(results: Path) -> str:
         )
     lines += ["", "Ratios (ours / SB3, means over seeds):", ""]
     speed = {k: np.mean([r["steps_per_s"] for r in rs]) for k, rs in groups.items()}
-    for part, key, what in [("ppo", "steps_per_s", "PPO env steps/s incl. training"),
-                            ("sac", "updates_per_s", "SAC gradient updates/s")]:
-        if (part, "ours") in groups and (part, "sb3") in groups:
-            ours = np.mean([r[key] for r in groups[(part, "ours")]])
+    for part, method, key, what in [("ppo", "ours", "steps_per_s", "PPO env steps/s incl. training"),
+                                    ("sac", "ours", "updates_per_s", "SAC gradient updates/s"),
+                                    ("sac", "ours-bf16", "updates_per_s", "SAC gradient updates/s, bf16 matmuls")]:
+        if (part, method) in groups and (part, "sb3") in groups:
+            ours = np.mean([r[key] for r in groups[(part, method)]])
             sb3 = np.mean([r[key] for r in groups[(part, "sb3")]])
             lines.append(f"- {what}: {ours:,.1f} / {sb3:,.1f} = **{ours / sb3:.2f}x**")
     if ("ppo-tuned", "ours") in groups and ("ppo", "sb3") in groups:
@@ -296,7 +301,7 @@ def report(results: Path) -> str:
         lines += ["", "Simulation ceiling (random actions) and the fraction of it training reaches:", ""]
         lines += [f"- {m}: {v:,.0f} steps/s" for m, v in sorted(ceilings.items())]
         pairs = [(("ppo", "ours"), "sync-1"), (("ppo", "sb3"), "sync-1"), (("sac", "ours"), "sync-1"),
-                 (("sac", "sb3"), "sync-1"), (("ppo-tuned", "ours"), "envpool-16")]
+                 (("sac", "ours-bf16"), "sync-1"), (("sac", "sb3"), "sync-1"), (("ppo-tuned", "ours"), "envpool-16")]
         for key, ceiling in pairs:
             if key in speed and ceiling in ceilings:
                 lines.append(f"- {key[0]} {key[1]}: {speed[key] / ceilings[ceiling]:.1%} of {ceiling}")

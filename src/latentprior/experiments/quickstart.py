@@ -11,7 +11,6 @@ Everything is written under ``out``; rerunning continues where a previous call s
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from pathlib import Path
@@ -20,20 +19,16 @@ import numpy as np
 
 from latentprior.data import format_summary, load_dataset
 from latentprior.data.collect import collect
-from latentprior.envs.latent_action import LatentActionWrapper
-from latentprior.envs.make import make_vec_env
-from latentprior.envs.style_reward import detect_cycle_length
-from latentprior.experiments.report import Curve, markdown_table, plot_curves, read_curve, write_report
+from latentprior.experiments.lap import LAPExperiment, lap_wrappers, plan_lap_experiment, run_lap_experiment, steps_to_reach
+from latentprior.experiments.report import Curve, markdown_table, plot_curves, write_report
 from latentprior.experiments.video import make_render_env, record_episode
 from latentprior.experts import default_expert, evaluate_expert
-from latentprior.latent.action_prior import ActionPrior, ActionPriorConfig, fit_action_prior
-from latentprior.rl import PPOConfig, load_policy, ppo
+from latentprior.latent.action_prior import ActionPrior
+from latentprior.rl import load_policy
 
 ENV_ID = "HalfCheetah-v5"
 #: Environment steps per variant: both runs together fit in about 10 minutes on 2 CPU cores.
 DEFAULT_PPO_STEPS = 150_000
-#: Gait cycles of the demonstration the action prior sees (the paper: as little as one).
-PRIOR_CYCLES = 10
 
 
 def _say(message: str, progress: bool) -> None:
@@ -68,46 +63,40 @@ def quickstart(out: str | os.PathLike, ppo_steps: int | None = None, seed: int =
     if progress:
         print(summary_text, flush=True)
 
-    # --- 3. latent action prior from a few gait cycles of expert actions ----------------------
-    prior_dir = out / "action_prior"
-    actions = dataset[0].actions
-    cycle = detect_cycle_length(dataset[0].qpos[:, 3:9])
-    if (prior_dir / "config.json").exists():
-        prior = ActionPrior.load(prior_dir)
-    else:
-        _say(f"fitting the action prior on {PRIOR_CYCLES} gait cycles ({PRIOR_CYCLES * cycle} actions)", progress)
-        prior = fit_action_prior(actions[: PRIOR_CYCLES * cycle], ActionPriorConfig(epochs=2000, seed=seed), env_id=ENV_ID)
-        prior.save(prior_dir)
+    # --- 3-4. latent action prior, then PPO and PPO+latent with the same budget and seed -------
+    results = {}
+    for variant in ("ppo", "ppo+latent"):
+        experiment = LAPExperiment(env_id=ENV_ID, variant=variant, demonstration=str(demos_path), total_steps=ppo_steps, seed=seed, eval_episodes=5)
+        results[variant] = run_lap_experiment(experiment, out / variant.replace("+", "_"), progress=progress, metadata={"command": "latentprior quickstart"})
+    prior_dir = out / "ppo_latent" / "action_prior"
+    prior = ActionPrior.load(prior_dir)
     _say(f"latent size {prior.latent_dim} of {prior.action_dim} (PCA > 97 %), reconstruction MSE {prior.reconstruction_mse.mean():.4f}", progress)
 
-    # --- 4. PPO and PPO+latent, the same budget and seed --------------------------------------
-    variants = {
-        "PPO": (),
-        "PPO+latent": (functools.partial(LatentActionWrapper, prior=prior, residual_weight=0.1),),
-    }
-    results = {}
-    for name, wrappers in variants.items():
-        _say(f"training {name} for {ppo_steps:,} steps", progress)
-        env_fn = functools.partial(make_vec_env, ENV_ID, wrappers=wrappers, backend="sync")
-        config = PPOConfig(total_steps=ppo_steps, seed=seed, eval_every=max(ppo_steps // 10, 2048), eval_episodes=5)
-        results[name] = ppo.train(env_fn, config, out / "runs" / name.replace("+", "_"), progress=progress, metadata={"env_id": ENV_ID, "variant": name})
-
     # --- 5. report: curves, table, videos -----------------------------------------------------
-    curves = {name: read_curve(r.paths["metrics"]) for name, r in results.items()}
+    curves = {name: Curve(np.array(r["curve"]["steps"]), np.array(r["curve"]["task_return_mean"]),
+                          None if r["curve"]["task_return_std"] is None else np.array(r["curve"]["task_return_std"]))
+              for name, r in results.items()}
     plot_curves(curves, out / "learning_curves.png", title=f"{ENV_ID}: PPO with and without a latent action prior", reference={"expert": expert_return})
     record_episode(make_render_env(ENV_ID), expert.act, out / "expert.mp4", seed=seed)
-    best = max(results, key=lambda name: curves[name].returns[-1])
-    policy = load_policy(results[best].run_dir)
-    record_episode(make_render_env(ENV_ID, variants[best]), lambda obs, t: policy.act(obs), out / "best_policy.mp4", seed=seed)
+    best = max(results, key=lambda name: results[name]["final_task_return_mean"])
+    plan = plan_lap_experiment(LAPExperiment(**results[best]["experiment"]))
+    policy = load_policy(out / best.replace("+", "_") / "run")
+    wrappers = lap_wrappers(plan, prior if plan.variant.needs_prior else None)
+    record_episode(make_render_env(ENV_ID, wrappers), lambda obs, t: policy.act(obs), out / "best_policy.mp4", seed=seed)
 
-    rows = [[name, ppo_steps, *_final(curves[name]), _steps_to_reach(curves[name], curves["PPO"].returns[-1])] for name in results]
+    ppo_final = results["ppo"]["final_task_return_mean"]
+    rows = []
+    for name, r in results.items():
+        reached = steps_to_reach(curves[name], ppo_final)
+        rows.append([name, f"{r['steps']:,}", r["final_task_return_mean"], r["final_task_return_std"] or float("nan"),
+                     "not reached" if reached is None else f"{int(reached):,}", f"{r['wall_s'] / 60:.1f}"])
     minutes = (time.time() - started) / 60
     report = write_report(
         out / "report.md",
         "latentprior quickstart: latent action priors on HalfCheetah-v5",
         [
             ("What ran", _what_ran(expert_return, dataset, prior, ppo_steps, seed, minutes)),
-            ("Results", markdown_table(["variant", "env steps", "final eval return", "± std", "steps to reach PPO's final return"], rows)
+            ("Results", markdown_table(["variant", "env steps", "final eval return", "± std", "steps to reach PPO's final return", "minutes"], rows)
              + "\n\n![learning curves](learning_curves.png)\n\nVideos: [the expert](expert.mp4), "
              f"[the best policy ({best})](best_policy.mp4)."),
             ("Demonstrations", f"```\n{summary_text}\n```"),
@@ -119,16 +108,6 @@ def quickstart(out: str | os.PathLike, ppo_steps: int | None = None, seed: int =
     return report
 
 
-def _final(curve: Curve) -> tuple[float, float]:
-    std = float(curve.returns_std[-1]) if curve.returns_std is not None else float("nan")
-    return float(curve.returns[-1]), std
-
-
-def _steps_to_reach(curve: Curve, target: float) -> str:
-    reached = np.flatnonzero(curve.returns >= target)
-    return f"{int(curve.steps[reached[0]]):,}" if len(reached) else "not reached"
-
-
 def _what_ran(expert_return, dataset, prior, ppo_steps, seed, minutes) -> str:
     return "\n".join(
         [
@@ -136,9 +115,9 @@ def _what_ran(expert_return, dataset, prior, ppo_steps, seed, minutes) -> str:
             f"return {expert_return:.1f} over 1000 steps.",
             f"2. **Demonstrations**: {len(dataset)} episodes, {dataset.num_steps:,} steps, written to `demonstrations.h5`.",
             f"3. **Latent action prior**: autoencoder {prior.action_dim} -> {prior.latent_dim} -> {prior.action_dim} "
-            f"(latent size by PCA > 97 % explained variance), mean reconstruction MSE {prior.reconstruction_mse.mean():.4f}; `action_prior/`.",
+            f"(latent size by PCA > 97 % explained variance), mean reconstruction MSE {prior.reconstruction_mse.mean():.4f}; `ppo_latent/action_prior/`.",
             f"4. **PPO** (stable-baselines3 defaults, observation normalisation) and **PPO+latent** (actions "
-            f"`0.9 dec(a_latent) + 0.1 a_full`), {ppo_steps:,} environment steps each, seed {seed}; runs under `runs/`.",
+            f"`0.9 dec(a_latent) + 0.1 a_full`), {ppo_steps:,} environment steps each, seed {seed}; runs under `ppo/` and `ppo_latent/`.",
             f"\nTotal wall-clock: {minutes:.1f} minutes.",
         ]
     )

@@ -51,6 +51,13 @@ def pca_latent_size(actions: np.ndarray, threshold: float = 0.97) -> int:
     return int(min(np.searchsorted(cumulative, threshold, side="right") + 1, actions.shape[1]))
 
 
+_PENALTY_KNEE = 1.25
+
+
+def _knee_slope(power: int) -> float:
+    return power * _PENALTY_KNEE ** (power - 1) * float(np.exp(_PENALTY_KNEE**power))
+
+
 def latent_range_penalty(z: torch.Tensor, scale: float = 1.2, power: int = 10, start: float = 0.8) -> torch.Tensor:
     """Penalty that keeps latents in [-1, 1]: ``exp((z / scale) ** power) - 1`` where ``|z| > start``.
 
@@ -58,12 +65,12 @@ def latent_range_penalty(z: torch.Tensor, scale: float = 1.2, power: int = 10, s
     steeply past 1 because the policy's latent actions are bounded to [-1, 1] and latents the
     decoder learnt outside that range would be unreachable.
     """
-    # Past |z| = 1.5 scale the penalty continues linearly: a diverging latent must neither turn
-    # the loss into inf nor lose the gradient that pulls it back.
+    # Past |z| = 1.25 scale (penalty ~1e4) it continues linearly with the slope it has there: a
+    # stray latent must neither turn the loss into inf nor lose the gradient that pulls it back,
+    # and the gradient must stay small enough not to wreck Adam's moment estimates.
     x = z.abs() / scale
-    xc = torch.clamp(x, max=1.5)
-    slope = power * 1.5 ** (power - 1) * torch.exp(torch.tensor(1.5**power))
-    penalty = torch.expm1(xc**power) + slope * (x - xc)
+    xc = torch.clamp(x, max=_PENALTY_KNEE)
+    penalty = torch.expm1(xc**power) + _knee_slope(power) * (x - xc)
     return torch.where(z.abs() > start, penalty, torch.zeros_like(penalty)).sum(-1).mean()
 
 
@@ -114,6 +121,8 @@ class ActionPriorConfig:
     """Adam step size."""
     penalty_weight: float = 1.0
     """Weight of the latent-range penalty relative to the reconstruction MSE."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip of each step (not in the authors' code; keeps the steep penalty stable)."""
     seed: int = 0
     """Seed for initialisation and minibatch order."""
 
@@ -229,6 +238,8 @@ def fit_action_prior(
             loss = loss + config.penalty_weight * latent_range_penalty(z)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            # The penalty is steep by design; clipping keeps one stray latent from derailing Adam.
+            nn.utils.clip_grad_norm_(autoencoder.parameters(), config.max_grad_norm)
             optimizer.step()
             epoch_loss += loss.item() * len(batch)
         if epoch % 100 == 0 or epoch == config.epochs - 1:
