@@ -4,6 +4,7 @@
     latentprior data info FILE                  what a demonstration dataset holds
     latentprior data collect --expert PATH ...  roll an expert out into a dataset
     latentprior fit action-prior --data FILE    latent action prior (autoencoder over actions)
+    latentprior lap --variant ppo+latent ...    one latent action priors experiment
     latentprior train --env ENV --algo ppo|sac  train an agent with the project's PPO or SAC
     latentprior eval RUN_DIR                    evaluate a trained agent, optionally to video
 
@@ -73,6 +74,35 @@ def _fit_action_prior(args: argparse.Namespace) -> None:
     prior = fit_action_prior_from_file(args.data, args.out, config, allow_pickle=args.allow_pickle, progress=not args.quiet)
     print(f"action prior: {prior.action_dim} -> {prior.latent_dim} latent dims, reconstruction MSE per dimension "
           f"{[round(float(m), 5) for m in prior.reconstruction_mse]}; written to {args.out}")
+
+
+def _lap(args: argparse.Namespace) -> None:
+    import json
+    import typing
+
+    from latentprior.experiments.lap import VARIANTS, LAPExperiment, run_lap_experiment
+    from latentprior.experiments.train import _coerce
+
+    if args.list_variants:
+        for name, variant in VARIANTS.items():
+            print(f"{name:18s} {variant.summary}")
+        return
+    if args.out is None:
+        raise SystemExit("latentprior lap: --out is required")
+    values: dict = json.loads(args.config.read_text()) if args.config else {}
+    flags = {"env_id": args.env, "variant": args.variant, "demonstration": args.demonstration,
+             "total_steps": args.steps, "seed": args.seed}
+    values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
+    if args.allow_pickle:
+        values["allow_pickle"] = True
+    hints = typing.get_type_hints(LAPExperiment)
+    for key, value in _parse_overrides(args.set).items():
+        if key not in hints:
+            raise SystemExit(f"latentprior lap: LAPExperiment has no field {key!r}")
+        values[key] = json.loads(value) if key in ("ppo", "env_kwargs") else _coerce(key, hints[key], value)
+    result = run_lap_experiment(LAPExperiment.from_dict(values), args.out, progress=not args.quiet, metadata={"command": _command_line()})
+    print(f"{result['variant']} on {result['env_id']}: final task return {result['final_task_return_mean']:.1f} "
+          f"after {result['steps']:,} steps; {args.out / 'result.json'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled .npy file; only for files you trust (unpickling can run code)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_fit_action_prior)
+
+    p = verbs.add_parser("lap", help="a latent action priors experiment (Hausdörfer et al. 2024): one variant, one seed")
+    p.add_argument("--out", type=Path, default=None, help="output directory (rerun to resume)")
+    p.add_argument("--config", type=Path, default=None, help="experiment JSON (the experiment.json a run writes)")
+    p.add_argument("--env", default=None, help="Gymnasium id (default HalfCheetah-v5)")
+    p.add_argument("--variant", default=None, help="see --list-variants (default ppo+latent+style)")
+    p.add_argument("--demonstration", type=Path, default=None, help="dataset (.h5) or one of the paper's .npy files")
+    p.add_argument("--allow-pickle", action="store_true", help="allow reading the paper's pickled .npy files; only for files you trust")
+    p.add_argument("--steps", type=int, default=None, help="environment steps (default: the paper's, 2M; 5M for humanoids)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any other LAPExperiment field, e.g. residual_weight=0.5")
+    p.add_argument("--list-variants", action="store_true", help="print the variant names and exit")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_lap)
 
     p = verbs.add_parser("train", help="train an agent with the project's PPO or SAC")
     p.add_argument("--env", required=True)
