@@ -4,6 +4,8 @@
     latentprior data info FILE                  what a demonstration dataset holds
     latentprior data collect --expert PATH ...  roll an expert out into a dataset
     latentprior fit action-prior --data FILE    latent action prior (autoencoder over actions)
+    latentprior fit npmp --data FILE [--lfpc]   motor primitives from expert rollouts
+    latentprior fit vae / fit prior             latent space priors from state-only data
     latentprior lap --variant ppo+latent ...    one latent action priors experiment
     latentprior train --env ENV --algo ppo|sac  train an agent with the project's PPO or SAC
     latentprior eval RUN_DIR                    evaluate a trained agent, optionally to video
@@ -78,10 +80,9 @@ def _fit_action_prior(args: argparse.Namespace) -> None:
 
 def _lap(args: argparse.Namespace) -> None:
     import json
-    import typing
 
     from latentprior.experiments.lap import VARIANTS, LAPExperiment, run_lap_experiment
-    from latentprior.experiments.train import _coerce
+    from latentprior.experiments.train import config_from_overrides
 
     if args.list_variants:
         for name, variant in VARIANTS.items():
@@ -91,18 +92,66 @@ def _lap(args: argparse.Namespace) -> None:
         raise SystemExit("latentprior lap: --out is required")
     values: dict = json.loads(args.config.read_text()) if args.config else {}
     flags = {"env_id": args.env, "variant": args.variant, "demonstration": args.demonstration,
-             "total_steps": args.steps, "seed": args.seed}
+             "total_steps": args.steps, "seed": args.seed, "allow_pickle": args.allow_pickle or None}
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
-    if args.allow_pickle:
-        values["allow_pickle"] = True
-    hints = typing.get_type_hints(LAPExperiment)
-    for key, value in _parse_overrides(args.set).items():
-        if key not in hints:
-            raise SystemExit(f"latentprior lap: LAPExperiment has no field {key!r}")
-        values[key] = json.loads(value) if key in ("ppo", "env_kwargs") else _coerce(key, hints[key], value)
-    result = run_lap_experiment(LAPExperiment.from_dict(values), args.out, progress=not args.quiet, metadata={"command": _command_line()})
+    experiment = config_from_overrides(LAPExperiment, _parse_overrides(args.set), **values)
+    result = run_lap_experiment(experiment, args.out, progress=not args.quiet, metadata={"command": _command_line()})
     print(f"{result['variant']} on {result['env_id']}: final task return {result['final_task_return_mean']:.1f} "
           f"after {result['steps']:,} steps; {args.out / 'result.json'}")
+
+
+def _fit_npmp(args: argparse.Namespace) -> None:
+    from latentprior.data import load_dataset
+    from latentprior.experiments.train import config_from_overrides
+    from latentprior.latent.npmp import NPMPConfig, fit_npmp
+
+    dataset = load_dataset(args.data)
+    train, held_out = dataset.split(0.9, seed=0) if len(dataset) >= 10 else (dataset, None)
+    config = config_from_overrides(NPMPConfig, _parse_overrides(args.set))
+    npmp = fit_npmp(train, config, lfpc=args.lfpc, held_out=held_out, callback=_print_history(args.quiet))
+    npmp.save(args.out)
+    print(f"NPMP ({'LFPC' if args.lfpc else 'BC'}): latent {npmp.latent_dim}, held-out action MSE "
+          f"{npmp.held_out_mse if npmp.held_out_mse is not None else 'n/a (fewer than 10 episodes)'}; written to {args.out}")
+
+
+def _fit_vae(args: argparse.Namespace) -> None:
+    from latentprior.data import load_dataset
+    from latentprior.experiments.train import config_from_overrides
+    from latentprior.latent.lsp import VAEConfig, fit_vae
+
+    dataset = load_dataset(args.data)
+    train, held_out = dataset.split(0.9, seed=0) if len(dataset) >= 10 else (dataset, None)
+    base = VAEConfig.small() if args.small else VAEConfig()
+    config = config_from_overrides(VAEConfig, _parse_overrides(args.set), **vars(base))
+    vae = fit_vae(train, config, held_out=held_out, callback=_print_history(args.quiet))
+    vae.save(args.out)
+    errors = vae.reconstruction_error(held_out or train)
+    print(f"state VAE: latent {vae.latent_dim}; reconstruction MSE ({'held-out' if held_out else 'training'} episodes, "
+          f"normalised units) {({k: round(v, 4) for k, v in errors.items()})}; written to {args.out}")
+
+
+def _fit_prior(args: argparse.Namespace) -> None:
+    from latentprior.data import load_dataset
+    from latentprior.experiments.train import config_from_overrides
+    from latentprior.latent.lsp import PriorConfig, StateVAE, fit_prior
+
+    vae = StateVAE.load(args.vae)
+    dataset = load_dataset(args.data)
+    train, held_out = dataset.split(0.9, seed=0) if len(dataset) >= 10 else (dataset, None)
+    base = PriorConfig.small() if args.small else PriorConfig()
+    config = config_from_overrides(PriorConfig, _parse_overrides(args.set), **vars(base))
+    prior = fit_prior(vae, train, config, held_out=held_out, callback=_print_history(args.quiet))
+    prior.save(args.out)
+    nll = prior.nll(vae, held_out or train)
+    print(f"latent prior: NLL {nll:.3f} nats per latent step on {'held-out' if held_out else 'training'} episodes; written to {args.out}")
+
+
+def _print_history(quiet: bool):
+    def show(step: int, metrics) -> None:
+        if not quiet:
+            print(f"step {step:8d}  " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)), flush=True)
+
+    return show
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,6 +248,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true", help="allow loading a pickled .npy file; only for files you trust (unpickling can run code)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_fit_action_prior)
+
+    p = fit.add_parser("npmp", help="neural probabilistic motor primitives (Merel et al. 2019) from expert rollouts")
+    p.add_argument("--data", type=Path, required=True, help="dataset with expert_actions (and jacobians for --lfpc)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--lfpc", action="store_true", help="linear-feedback policy cloning from nominal rollouts + Jacobians")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="NPMPConfig field, e.g. latent_dim=20 beta=0.01")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_fit_npmp)
+
+    p = fit.add_parser("vae", help="latent space priors' state autoencoder (Gehring et al. 2023) from state-only data")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--small", action="store_true", help="the CPU preset instead of the authors' sizes")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="VAEConfig field, e.g. window=128")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_fit_vae)
+
+    p = fit.add_parser("prior", help="causal transformer prior over a VAE's latent sequences (Gehring et al. 2023)")
+    p.add_argument("--vae", type=Path, required=True, help="a state VAE written by 'latentprior fit vae'")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--small", action="store_true", help="the CPU preset instead of the authors' sizes")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="PriorConfig field, e.g. context=32")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_fit_prior)
 
     p = verbs.add_parser("lap", help="a latent action priors experiment (Hausdörfer et al. 2024): one variant, one seed")
     p.add_argument("--out", type=Path, default=None, help="output directory (rerun to resume)")

@@ -23,7 +23,7 @@ from latentprior.envs.make import make_vec_env
 from latentprior.io import LatentPriorError, atomic_write_json, read_json
 from latentprior.rl import PPOConfig, SACConfig, TrainResult, evaluate_policy, load_policy, ppo, sac
 
-__all__ = ["ALGOS", "make_config", "train", "evaluate"]
+__all__ = ["ALGOS", "config_from_overrides", "make_config", "train", "evaluate"]
 
 ALGOS = {"ppo": (ppo.train, PPOConfig), "sac": (sac.train, SACConfig)}
 
@@ -44,6 +44,8 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return value.lower() in ("true", "1")
         if hint in (int, float):
             return hint(float(value)) if hint is int and "e" in value.lower() else hint(value)
+        if hint is dict or typing.get_origin(hint) is dict:
+            return json.loads(value)
         if typing.get_origin(hint) is tuple:
             parsed = json.loads(value if value.startswith("[") else f"[{value}]")
             return tuple(parsed)
@@ -52,23 +54,28 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     return value
 
 
-def make_config(algo: str, overrides: Mapping[str, Any] | None = None, **fields: Any) -> PPOConfig | SACConfig:
-    """The algorithm's default config with ``fields`` and then ``overrides`` applied, checked by name.
+def config_from_overrides(cls: type, overrides: Mapping[str, Any] | None = None, **fields: Any) -> Any:
+    """Build the config dataclass ``cls`` from its defaults, ``fields``, then ``overrides``.
 
-    :param algo: ``"ppo"`` or ``"sac"``.
-    :param overrides: field -> value; strings are converted to the field's type (``"1e-3"``,
-        ``"true"``, ``"256,256"``), so ``key=value`` pairs from a command line can be passed as is.
+    :param cls: a config dataclass (``PPOConfig``, ``NPMPConfig``, ``LAPExperiment`` ...).
+    :param overrides: field values; strings are converted to the field's type (``"3e-4"``,
+        ``"true"``, ``"256,256"``, JSON for dict fields), so ``key=value`` pairs from a command
+        line can be passed as is. An unknown field is an error that lists the known ones.
     :param fields: fields set by the caller before the overrides (``total_steps``, ``seed`` ...).
     """
-    if algo not in ALGOS:
-        raise LatentPriorError(f"unknown algorithm {algo!r}; choose from {sorted(ALGOS)}")
-    cls = ALGOS[algo][1]
     hints = typing.get_type_hints(cls)
     merged = {**fields, **(overrides or {})}
     unknown = sorted(set(merged) - set(hints))
     if unknown:
         raise LatentPriorError(f"{cls.__name__} has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(hints))}")
     return cls(**{k: _coerce(k, hints[k], v) for k, v in merged.items()})
+
+
+def make_config(algo: str, overrides: Mapping[str, Any] | None = None, **fields: Any) -> PPOConfig | SACConfig:
+    """The config of ``algo`` (``"ppo"`` or ``"sac"``); see :func:`config_from_overrides`."""
+    if algo not in ALGOS:
+        raise LatentPriorError(f"unknown algorithm {algo!r}; choose from {sorted(ALGOS)}")
+    return config_from_overrides(ALGOS[algo][1], overrides, **fields)
 
 
 def train(
