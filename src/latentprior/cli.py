@@ -101,12 +101,10 @@ def _lap(args: argparse.Namespace) -> None:
 
 
 def _fit_npmp(args: argparse.Namespace) -> None:
-    from latentprior.data import load_dataset
     from latentprior.experiments.train import config_from_overrides
     from latentprior.latent.npmp import NPMPConfig, fit_npmp
 
-    dataset = load_dataset(args.data)
-    train, held_out = dataset.split(0.9, seed=0) if len(dataset) >= 10 else (dataset, None)
+    train, held_out = _train_and_held_out(args.data)
     config = config_from_overrides(NPMPConfig, _parse_overrides(args.set))
     npmp = fit_npmp(train, config, lfpc=args.lfpc, held_out=held_out, callback=_print_history(args.quiet))
     npmp.save(args.out)
@@ -115,12 +113,10 @@ def _fit_npmp(args: argparse.Namespace) -> None:
 
 
 def _fit_vae(args: argparse.Namespace) -> None:
-    from latentprior.data import load_dataset
     from latentprior.experiments.train import config_from_overrides
     from latentprior.latent.lsp import VAEConfig, fit_vae
 
-    dataset = load_dataset(args.data)
-    train, held_out = dataset.split(0.9, seed=0) if len(dataset) >= 10 else (dataset, None)
+    train, held_out = _train_and_held_out(args.data)
     base = VAEConfig.small() if args.small else VAEConfig()
     config = config_from_overrides(VAEConfig, _parse_overrides(args.set), **vars(base))
     vae = fit_vae(train, config, held_out=held_out, callback=_print_history(args.quiet))
@@ -131,19 +127,25 @@ def _fit_vae(args: argparse.Namespace) -> None:
 
 
 def _fit_prior(args: argparse.Namespace) -> None:
-    from latentprior.data import load_dataset
     from latentprior.experiments.train import config_from_overrides
     from latentprior.latent.lsp import PriorConfig, StateVAE, fit_prior
 
     vae = StateVAE.load(args.vae)
-    dataset = load_dataset(args.data)
-    train, held_out = dataset.split(0.9, seed=0) if len(dataset) >= 10 else (dataset, None)
+    train, held_out = _train_and_held_out(args.data)
     base = PriorConfig.small() if args.small else PriorConfig()
     config = config_from_overrides(PriorConfig, _parse_overrides(args.set), **vars(base))
     prior = fit_prior(vae, train, config, held_out=held_out, callback=_print_history(args.quiet))
     prior.save(args.out)
     nll = prior.nll(vae, held_out or train)
     print(f"latent prior: NLL {nll:.3f} nats per latent step on {'held-out' if held_out else 'training'} episodes; written to {args.out}")
+
+
+def _train_and_held_out(path: Path):
+    """The dataset split 90/10 by episode when it has >= 10 episodes, else all of it for training."""
+    from latentprior.data import load_dataset
+
+    dataset = load_dataset(path)
+    return dataset.split(0.9, seed=0) if len(dataset) >= 10 else (dataset, None)
 
 
 def _print_history(quiet: bool):
