@@ -251,30 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_fit_action_prior)
 
-    p = fit.add_parser("npmp", help="neural probabilistic motor primitives (Merel et al. 2019) from expert rollouts")
-    p.add_argument("--data", type=Path, required=True, help="dataset with expert_actions (and jacobians for --lfpc)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--lfpc", action="store_true", help="linear-feedback policy cloning from nominal rollouts + Jacobians")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="NPMPConfig field, e.g. latent_dim=20 beta=0.01")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_fit_npmp)
+    def fit_verb(name: str, help: str, config: str, example: str, func) -> argparse.ArgumentParser:
+        """A ``fit`` sub-verb with the options every fitted model shares."""
+        p = fit.add_parser(name, help=help)
+        p.add_argument("--data", type=Path, required=True, help="demonstration dataset (.h5)")
+        p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+        p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=f"{config} field, e.g. {example}")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=func)
+        return p
 
-    p = fit.add_parser("vae", help="latent space priors' state autoencoder (Gehring et al. 2023) from state-only data")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p = fit_verb("npmp", "neural probabilistic motor primitives (Merel et al. 2019) from expert rollouts", "NPMPConfig", "latent_dim=20", _fit_npmp)
+    p.add_argument("--lfpc", action="store_true", help="linear-feedback policy cloning from nominal rollouts + Jacobians (the dataset needs jacobians)")
+    p = fit_verb("vae", "latent space priors' state autoencoder (Gehring et al. 2023) from state-only data", "VAEConfig", "window=128", _fit_vae)
     p.add_argument("--small", action="store_true", help="the CPU preset instead of the authors' sizes")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="VAEConfig field, e.g. window=128")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_fit_vae)
-
-    p = fit.add_parser("prior", help="causal transformer prior over a VAE's latent sequences (Gehring et al. 2023)")
+    p = fit_verb("prior", "causal transformer prior over a VAE's latent sequences (Gehring et al. 2023)", "PriorConfig", "context=32", _fit_prior)
     p.add_argument("--vae", type=Path, required=True, help="a state VAE written by 'latentprior fit vae'")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
     p.add_argument("--small", action="store_true", help="the CPU preset instead of the authors' sizes")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="PriorConfig field, e.g. context=32")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_fit_prior)
 
     p = verbs.add_parser("lap", help="a latent action priors experiment (Hausdörfer et al. 2024): one variant, one seed")
     p.add_argument("--out", type=Path, default=None, help="output directory (rerun to resume)")
