@@ -45,9 +45,11 @@ PARTS = ("ppo", "ppo-tuned", "sac", "ceiling")
 EVAL_EPISODES, EVAL_ENVS = 10, 5
 
 # The tuned preset: 16 EnvPool sub-environments, rollouts of 16 x 128 = 2048 steps as SB3's,
-# minibatches of 256 (8 per epoch instead of 32), otherwise SB3's defaults. Measured here (seed 0):
-# HalfCheetah-v5 return 2141 after 240k steps (19 s of training), 4960 after 1.2M (92 s).
-PPO_TUNED = {"num_envs": 16, "n_steps": 128, "batch_size": 256, "n_epochs": 10}
+# minibatches of 256 (8 per epoch instead of 32), and a smaller initial action noise (log std -1,
+# SB3's default 0): with std 1 PPO often settles in HalfCheetah's flipped-over gait (returns
+# 1,400-1,800 on two of three seeds in the first full run); with std 0.37 every seed ran upright.
+# Otherwise SB3's defaults.
+PPO_TUNED = {"num_envs": 16, "n_steps": 128, "batch_size": 256, "n_epochs": 10, "log_std_init": -1.0}
 
 
 # ------------------------------------------------------------------------------- environment facts
@@ -176,6 +178,35 @@ def _ours_run(part: str, method: str, seed: int, steps: int, eval_every: int, ru
     }
 
 
+#: Matmuls of SAC's 256x256 hidden layers per update (batch 256, twin critics): forward 2 target
+#: critics + 2 critics on replayed actions + 2 on the policy's actions + 2 actor passes = 8;
+#: backward 2 x 2 critic (input and weight gradients) + 2 x 1 critic on the policy's actions
+#: (input gradients only, weights detached) + 2 actor = 8. The 17->256 and 256->1 layers are
+#: small next to these.
+SAC_HIDDEN_MATMULS = 16
+
+
+def _matmul_ceiling(dtype_name: str, seconds: float = 5.0) -> dict:
+    """Single-thread throughput of one 256x256 @ 256x256 matmul (SAC's hidden layer at batch 256)
+    and the SAC updates/s it would allow if those matmuls were all an update did."""
+    import torch
+
+    torch.set_num_threads(1)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.randn(256, 256, dtype=dtype), torch.randn(256, 256, dtype=dtype)
+    for _ in range(50):
+        a @ b
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(100):
+            a @ b
+        count += 100
+    elapsed = time.perf_counter() - t0
+    gflops = 2 * 256**3 * count / elapsed / 1e9
+    return {"train_s": elapsed, "wall_s": elapsed, "steps_per_s": None, "gflops": gflops,
+            "sac_updates_per_s_bound": count / elapsed / SAC_HIDDEN_MATMULS, "curve": []}
+
+
 def _ceiling(backend: str, num_envs: int, steps: int) -> dict:
     from latentprior.envs.make import make_vec_env
 
@@ -198,6 +229,8 @@ def _jobs(args) -> list[dict]:
         if part == "ceiling":
             for backend, n in [("sync", 1), ("sync", 16), ("envpool", 16)]:
                 jobs.append({"part": part, "method": f"{backend}-{n}", "seed": 0, "steps": args.ceiling_steps})
+            for dtype in ("fp32", "bf16"):
+                jobs.append({"part": part, "method": f"matmul-{dtype}", "seed": 0, "steps": 0})
             continue
         steps = args.sac_steps if part == "sac" else args.ppo_steps
         for seed in args.seeds:
@@ -218,7 +251,9 @@ def run_job(job: dict, results: Path, eval_every: int, command: str) -> None:
     from latentprior.io import atomic_write_json
 
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    if job["part"] == "ceiling":
+    if job["part"] == "ceiling" and job["method"].startswith("matmul-"):
+        outcome = _matmul_ceiling(job["method"].removeprefix("matmul-"))
+    elif job["part"] == "ceiling":
         backend, n = job["method"].split("-")
         outcome = _ceiling(backend, int(n), job["steps"])
     elif job["method"] == "sb3":
@@ -280,15 +315,19 @@ def report(results: Path) -> str:
             f"{_mean_std([r['wall_s'] for r in rs])} | {_mean_std([r['steps_per_s'] for r in rs])} | "
             f"{_mean_std([r.get('updates_per_s') for r in rs])} |"
         )
-    lines += ["", "Ratios (ours / SB3, means over seeds):", ""]
-    speed = {k: np.mean([r["steps_per_s"] for r in rs]) for k, rs in groups.items()}
+    lines += ["", "Ratios (ours / SB3, means over the seeds both ran, so that runs on a machine busy with "
+              "other work do not enter one side only):", ""]
+    speed = {k: np.mean([r["steps_per_s"] for r in rs]) for k, rs in groups.items() if rs[0]["steps_per_s"]}
     for part, method, key, what in [("ppo", "ours", "steps_per_s", "PPO env steps/s incl. training"),
                                     ("sac", "ours", "updates_per_s", "SAC gradient updates/s"),
                                     ("sac", "ours-bf16", "updates_per_s", "SAC gradient updates/s, bf16 matmuls")]:
         if (part, method) in groups and (part, "sb3") in groups:
-            ours = np.mean([r[key] for r in groups[(part, method)]])
-            sb3 = np.mean([r[key] for r in groups[(part, "sb3")]])
-            lines.append(f"- {what}: {ours:,.1f} / {sb3:,.1f} = **{ours / sb3:.2f}x**")
+            paired = {r["seed"] for r in groups[(part, "sb3")]} & {r["seed"] for r in groups[(part, method)]}
+            if not paired:
+                continue
+            ours = np.mean([r[key] for r in groups[(part, method)] if r["seed"] in paired])
+            sb3 = np.mean([r[key] for r in groups[(part, "sb3")] if r["seed"] in paired])
+            lines.append(f"- {what}, seeds {sorted(paired)}: {ours:,.1f} / {sb3:,.1f} = **{ours / sb3:.2f}x**")
     if ("ppo-tuned", "ours") in groups and ("ppo", "sb3") in groups:
         sb3 = groups[("ppo", "sb3")]
         target = float(np.mean([r["final_return_mean"] for r in sb3]))
@@ -296,7 +335,7 @@ def report(results: Path) -> str:
         reach = [_time_to_reach(r["curve"], target) for r in groups[("ppo-tuned", "ours")]]
         shown = ", ".join("never" if t is None else f"{t:,.0f} s ({t / sb3_time:.2f} of SB3's {sb3_time:,.0f} s)" for t in reach)
         lines.append(f"- PPO tuned preset {PPO_TUNED}: time to SB3's final return {target:,.0f}, per seed: {shown}")
-    ceilings = {m: speed[("ceiling", m)] for (p, m) in groups if p == "ceiling"}
+    ceilings = {m: speed[("ceiling", m)] for (p, m) in groups if p == "ceiling" and ("ceiling", m) in speed}
     if ceilings:
         lines += ["", "Simulation ceiling (random actions) and the fraction of it training reaches:", ""]
         lines += [f"- {m}: {v:,.0f} steps/s" for m, v in sorted(ceilings.items())]
@@ -305,6 +344,12 @@ def report(results: Path) -> str:
         for key, ceiling in pairs:
             if key in speed and ceiling in ceilings:
                 lines.append(f"- {key[0]} {key[1]}: {speed[key] / ceilings[ceiling]:.1%} of {ceiling}")
+    for method in ("matmul-fp32", "matmul-bf16"):
+        if ("ceiling", method) in groups:
+            r = groups[("ceiling", method)][0]
+            lines.append(f"- {method}: one thread multiplies 256x256 matrices at {r['gflops']:,.0f} GFLOP/s; SAC's "
+                         f"{SAC_HIDDEN_MATMULS} hidden-layer matmuls per update alone then cap updates/s at "
+                         f"{r['sac_updates_per_s_bound']:,.0f}")
     return "\n".join(lines) + "\n"
 
 
