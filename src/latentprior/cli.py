@@ -2,11 +2,16 @@
 
     latentprior quickstart --out DIR            the whole pipeline on an embedded default
     latentprior data info FILE                  what a demonstration dataset holds
-    latentprior data collect --expert PATH ...  roll an expert out into a dataset
+    latentprior data collect --expert PATH ...  roll an expert (or a skill set: --skills) out into a dataset
+    latentprior experts train-commanded --env E one command-conditioned expert: many skills, one RL run
     latentprior fit action-prior --data FILE    latent action prior (autoencoder over actions)
     latentprior fit npmp --data FILE [--lfpc]   motor primitives from expert rollouts
+    latentprior imitate MODULE --reference FILE one-shot imitation of reference episodes with a module
     latentprior fit vae / fit prior             latent space priors from state-only data
+    latentprior fit low-level --vae DIR ...     the low-level policy that reenacts latents (SAC or --bc)
+    latentprior sample PRIOR [--video F.mp4]    motion sampled from a latent space prior, decoded
     latentprior lap --variant ppo+latent ...    one latent action priors experiment
+    latentprior lsp --prior DIR --low-level DIR high-level SAC in the latent space with a prior integration
     latentprior train --env ENV --algo ppo|sac  train an agent with the project's PPO or SAC
     latentprior eval RUN_DIR                    evaluate a trained agent, optionally to video
 
@@ -43,9 +48,27 @@ def _data_info(args: argparse.Namespace) -> None:
 def _data_collect(args: argparse.Namespace) -> None:
     from latentprior.data import format_summary, load_dataset
     from latentprior.data.collect import collect
-    from latentprior.experts import default_expert, load_expert
+    from latentprior.experts import CommandedExpert, ExpertError, default_expert, load_expert
+    from latentprior.experts.base import check_expert_spaces
 
-    expert = default_expert(args.env) if args.expert == "default" else load_expert(args.expert, env=args.env)
+    if args.skills is not None:
+        from latentprior.experts.commanded import collect_skills, load_commanded
+
+        commanded = load_commanded(args.expert)
+        if commanded.task.env_id != args.env:
+            raise ExpertError(f"{args.expert}: the expert's skills are for {commanded.task.env_id}, not --env {args.env}")
+        result = collect_skills(
+            commanded, args.skills, episodes=args.episodes, noise_std=args.noise, seed=args.seed, num_envs=args.num_envs,
+            max_episode_steps=args.max_episode_steps, jacobians=args.jacobians, out=args.out, progress=not args.quiet,
+            license=args.license, command=_command_line(),
+        )
+        print(format_summary(load_dataset(result.path).summary()))
+        print(result)
+        return
+    expert = default_expert(args.env) if args.expert == "default" else load_expert(args.expert)
+    if isinstance(expert, CommandedExpert):
+        raise ExpertError(f"{args.expert}: a command-conditioned expert; collect its skills with --skills train (or held_out)")
+    check_expert_spaces(expert, args.env, str(args.expert))
     result = collect(
         expert,
         args.env,
@@ -62,6 +85,25 @@ def _data_collect(args: argparse.Namespace) -> None:
     )
     print(format_summary(load_dataset(result.path).summary()))
     print(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# experts
+
+
+def _experts_train_commanded(args: argparse.Namespace) -> None:
+    from latentprior.experiments.train import make_config
+    from latentprior.experts.commanded import TRAINING_DEFAULTS, commanded_task, train_commanded
+
+    task = commanded_task(args.env)
+    fields = {**TRAINING_DEFAULTS[args.algo], "total_steps": args.steps or task.default_steps, "seed": args.seed}
+    if args.num_envs is not None:
+        fields["num_envs"] = args.num_envs
+    config = make_config(args.algo, {"device": args.device, **_parse_overrides(args.set)}, **fields)
+    expert = train_commanded(task, config, args.out, progress=not args.quiet, evaluate_steps=args.eval_steps,
+                             metadata={"command": _command_line()})
+    print(f"command-conditioned expert for {task.env_id} ({expert.info['steps']:,} steps); mean tracking reward per "
+          f"skill set {expert.info.get('task_reward_mean')} (1 = exact); {args.out / 'skills.json'}; written to {args.out}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,6 +142,52 @@ def _lap(args: argparse.Namespace) -> None:
           f"after {result['steps']:,} steps; {args.out / 'result.json'}")
 
 
+def _lsp(args: argparse.Namespace) -> None:
+    from latentprior.experiments.lsp import run_lsp_experiment
+    from latentprior.experiments.low_level import LowLevelPolicy
+    from latentprior.experiments.train import config_from_overrides
+    from latentprior.io import LatentPriorError
+    from latentprior.latent.lsp import LatentPrior, StateVAE
+    from latentprior.rl import SACConfig
+    from latentprior.rl.prior_integrations import INTEGRATIONS, LSPIntegrationConfig, check_integration
+    from latentprior.rl.runtime import resolve_device
+
+    if args.list_integrations:
+        for name, summary in INTEGRATIONS.items():
+            print(f"{name:11s} {summary}")
+        return
+    missing = [flag for flag, value in (("--prior", args.prior), ("--low-level", args.low_level), ("--out", args.out)) if value is None]
+    if missing:
+        raise SystemExit(f"latentprior lsp: {', '.join(missing)} required")
+    check_integration(args.integration)
+    overrides = _parse_overrides(args.set)
+    knobs, sac_knobs = set(LSPIntegrationConfig.__dataclass_fields__), set(SACConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - knobs - sac_knobs)
+    if unknown:
+        raise LatentPriorError(f"neither LSPIntegrationConfig nor SACConfig has field(s) {', '.join(unknown)}; "
+                               f"LSPIntegrationConfig fields: {', '.join(sorted(knobs))}")
+    config = config_from_overrides(LSPIntegrationConfig, {k: v for k, v in overrides.items() if k in knobs})
+    sac_fields = {"seed": args.seed, "device": args.device, **({"total_steps": args.steps} if args.steps else {})}
+    sac_config = config_from_overrides(SACConfig, {k: v for k, v in overrides.items() if k not in knobs}, **sac_fields)
+    device = resolve_device(args.device)  # the prior beside SAC's networks: the hooks call it every step
+    prior = LatentPrior.load(args.prior, device=device)
+    vae_dir = args.vae if args.vae is not None else prior.vae_path
+    if vae_dir is None:
+        raise SystemExit(f"latentprior lsp: {args.prior} records no VAE path; pass --vae DIR")
+    vae = StateVAE.load(vae_dir)
+    low_level = LowLevelPolicy.load(args.low_level, vae=vae)
+    env_id = args.env or low_level.env_id
+    if env_id is None:
+        raise SystemExit(f"latentprior lsp: {args.low_level} records no environment; pass --env ID")
+    result = run_lsp_experiment(env_id, vae, prior, low_level, args.integration, config, sac_config, args.out,
+                                env_kwargs=low_level.env_kwargs if args.env is None else None,
+                                progress=not args.quiet, metadata={"command": _command_line()})
+    metrics = result["metrics"]
+    evaluated = (f"evaluation return {metrics['eval/return_mean']:.1f}" if "eval/return_mean" in metrics else "no evaluation")
+    planner = f"; planner return {result['planner']['planner/return_mean']:.1f}" if "planner" in result else ""
+    print(f"{args.integration} on {env_id}: {evaluated} after {result['steps']:,} steps{planner}; {args.out / 'result.json'}")
+
+
 def _fit_npmp(args: argparse.Namespace) -> None:
     from latentprior.experiments.train import config_from_overrides
     from latentprior.latent.npmp import NPMPConfig, fit_npmp
@@ -110,6 +198,20 @@ def _fit_npmp(args: argparse.Namespace) -> None:
     npmp.save(args.out)
     print(f"NPMP ({'LFPC' if args.lfpc else 'BC'}): latent {npmp.latent_dim}, held-out action MSE "
           f"{npmp.held_out_mse if npmp.held_out_mse is not None else 'n/a (fewer than 10 episodes)'}; written to {args.out}")
+
+
+def _imitate(args: argparse.Namespace) -> None:
+    from latentprior.experiments.npmp import imitate_file
+
+    report = imitate_file(args.module, args.reference, args.out, episodes=args.episodes, optimize=args.optimize,
+                          optimize_steps=args.optimize_steps, seed=args.seed, video=args.video)
+    for r in report["results"]:
+        relative = "n/a" if r["relative_return"] is None else f"{r['relative_return']:.3f}"
+        print(f"episode {r['episode']:4d}{' ' + r['skill'] if r['skill'] else ''}: return {r['return']:9.2f} "
+              f"(reference {r['reference_return'] if r['reference_return'] is None else round(r['reference_return'], 2)}, "
+              f"relative {relative}), {r['steps']} steps{' (terminated)' if r['terminated'] else ''}, state RMSE {r['state_rmse']:.3f}")
+    print(f"{report['episodes']} episodes: median relative return {report['relative_return_median']}; "
+          f"{args.out / 'imitation.json'}" + (f"; video {args.video}" if args.video else ""))
 
 
 def _fit_vae(args: argparse.Namespace) -> None:
@@ -135,9 +237,46 @@ def _fit_prior(args: argparse.Namespace) -> None:
     base = PriorConfig.small() if args.small else PriorConfig()
     config = config_from_overrides(PriorConfig, _parse_overrides(args.set), **vars(base))
     prior = fit_prior(vae, train, config, held_out=held_out, callback=_print_history(args.quiet))
+    prior.vae_path = str(args.vae.resolve())
     prior.save(args.out)
     nll = prior.nll(vae, held_out or train)
     print(f"latent prior: NLL {nll:.3f} nats per latent step on {'held-out' if held_out else 'training'} episodes; written to {args.out}")
+
+
+def _fit_low_level(args: argparse.Namespace) -> None:
+    from latentprior.experiments.train import config_from_overrides
+    from latentprior.envs.reenactment import LowLevelConfig
+    from latentprior.experiments.low_level import fit_low_level, fit_low_level_bc
+    from latentprior.latent.lsp import StateVAE
+    from latentprior.rl import SACConfig
+
+    vae = StateVAE.load(args.vae)
+    train, held_out = _train_and_held_out(args.data)
+    config = config_from_overrides(LowLevelConfig, _parse_overrides(args.set))
+    if args.bc:
+        low_level = fit_low_level_bc(vae, train, config, epochs=args.epochs, seed=args.seed, held_out=held_out,
+                                     callback=_print_history(args.quiet))
+    else:
+        sac_config = SACConfig(total_steps=args.steps, seed=args.seed)
+        low_level = fit_low_level(vae, train, config, sac_config, args.out / "run", held_out=held_out, progress=not args.quiet)
+    low_level.save(args.out)
+    report = low_level.report
+    measured = (f"held-out reenactment: {report['within_tolerance']:.1%} of frames within error {report['tolerance']:g}, "
+                f"mean error {({k: round(v, 4) for k, v in report['errors'].items()})}") if report else "no held-out report (fewer than 10 episodes)"
+    print(f"low-level policy ({low_level.method}): {measured}; written to {args.out}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from latentprior.experiments.lsp import run_sample
+
+    summary = run_sample(args.prior, args.vae, steps=args.steps, samples=args.samples, seed=args.seed, video=args.video,
+                         physical=args.physical, low_level_dir=args.low_level, env_id=args.env, out=args.out)
+    print(f"sampled {summary['samples']} x {summary['steps']} latents ({summary['latent_dim']}-d), decoded to "
+          f"{summary['obs_dim']}-d states" + "".join(f"; {k}: {summary[k]}" for k in ("out", "video", "physical_video") if k in summary))
+    if "reenactment" in summary:
+        r = summary["reenactment"]
+        print(f"physical reenactment: {r['reenacted_frames']}/{r['frames']} frames reenacted before episodes ended early, "
+              f"{r['within_tolerance']:.1%} within error {r['tolerance']:g} of the decoded states")
 
 
 def _train_and_held_out(path: Path):
@@ -236,8 +375,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jacobians", action="store_true", help="also log d mu / d s at every visited state (for LFPC)")
     p.add_argument("--out", type=Path, required=True, help="dataset file to write (.h5)")
     p.add_argument("--license", default="", help="license of the data, recorded in its metadata (e.g. MIT)")
+    p.add_argument("--skills", default=None, metavar="SET", help="roll out every skill of a command-conditioned expert's skill set (train, held_out) into one dataset; --episodes is per skill")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_data_collect)
+
+    experts = verbs.add_parser("experts", help="experts that produce demonstrations").add_subparsers(dest="experts_verb", required=True, metavar="VERB")
+    p = experts.add_parser("train-commanded", help="train a velocity-command-conditioned expert (Ant-v5, HalfCheetah-v5): one RL run, one single-skill expert per command")
+    p.add_argument("--env", required=True, help="Ant-v5 or HalfCheetah-v5")
+    p.add_argument("--algo", choices=["sac", "ppo"], default="sac")
+    p.add_argument("--steps", type=int, default=None, help="environment steps (default: the task's estimate, 1M HalfCheetah, 3M Ant)")
+    p.add_argument("--out", type=Path, required=True, help="output directory: the expert, skills.json and the run (rerun to resume)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-envs", type=int, default=None, help="parallel environments (default: the algorithm's)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a SACConfig/PPOConfig field")
+    p.add_argument("--eval-steps", type=int, default=None, help="time limit of each skill's evaluation episode in skills.json (default: the environment's)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_experts_train_commanded)
 
     fit = verbs.add_parser("fit", help="fit a latent space or prior from demonstrations").add_subparsers(dest="fit_verb", required=True, metavar="WHAT")
     p = fit.add_parser("action-prior", help="latent action prior (Hausdörfer et al. 2024): an autoencoder over expert actions")
@@ -268,6 +422,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = fit_verb("prior", "causal transformer prior over a VAE's latent sequences (Gehring et al. 2023)", "PriorConfig", "context=32", _fit_prior)
     p.add_argument("--vae", type=Path, required=True, help="a state VAE written by 'latentprior fit vae'")
     p.add_argument("--small", action="store_true", help="the CPU preset instead of the authors' sizes")
+    p = fit_verb("low-level", "latent space priors' low-level policy (Gehring et al. 2023): reenacts a VAE's latents", "LowLevelConfig", "target_offsets=1,2,3", _fit_low_level)
+    p.add_argument("--vae", type=Path, required=True, help="a state VAE written by 'latentprior fit vae'")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--steps", type=int, default=1_000_000, help="SAC environment steps (reinforcement learning, the default; run in OUT/run, rerun to resume)")
+    how.add_argument("--bc", action="store_true", help="behavioural cloning of the dataset's actions instead of SAC")
+    p.add_argument("--epochs", type=int, default=100, help="behavioural cloning: passes over the data")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = verbs.add_parser("sample", help="sample motion from a latent space prior, decode it, render it (kinematic or --physical)")
+    p.add_argument("prior", type=Path, help="a prior written by 'latentprior fit prior'")
+    p.add_argument("--vae", type=Path, default=None, help="its state VAE (default: the one the prior was fitted with)")
+    p.add_argument("--steps", type=int, default=128, help="latents (frames) per sample")
+    p.add_argument("--samples", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", type=Path, default=None, help="MP4 of the decoded states, poses set directly (needs qpos in the states)")
+    p.add_argument("--physical", action="store_true", help="also reenact the samples with the low-level policy in the simulator")
+    p.add_argument("--low-level", type=Path, default=None, help="the low-level policy for --physical ('latentprior fit low-level')")
+    p.add_argument("--env", default=None, help="robot to render (default: the VAE's environment)")
+    p.add_argument("--out", type=Path, default=None, help=".npz file for the sampled latents and decoded states")
+    p.set_defaults(func=_sample)
+
+    p = verbs.add_parser("imitate", help="one-shot imitation (Merel et al. 2019): encode reference episodes, run the decoder in the environment")
+    p.add_argument("module", type=Path, help="an NPMP module written by 'latentprior fit npmp'")
+    p.add_argument("--reference", type=Path, required=True, help="dataset (.h5) of reference episodes; its env_id and env_kwargs make the environment")
+    p.add_argument("--episodes", type=int, default=None, help="imitate the first N episodes (default: all)")
+    p.add_argument("--optimize", action="store_true", help="optimise the latents against the reference's expert actions first (Eq. 10)")
+    p.add_argument("--optimize-steps", type=int, default=500, help="Adam steps of the latent optimisation")
+    p.add_argument("--video", type=Path, default=None, help="write an MP4 of the first episode")
+    p.add_argument("--out", type=Path, default=Path("runs/imitate"), help="directory for imitation.json")
+    p.add_argument("--seed", type=int, default=0, help="reset seed of the first episode (where the reference has no qpos/qvel)")
+    p.set_defaults(func=_imitate)
 
     p = verbs.add_parser("lap", help="a latent action priors experiment (Hausdörfer et al. 2024): one variant, one seed")
     p.add_argument("--out", type=Path, default=None, help="output directory (rerun to resume)")
@@ -282,6 +467,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-variants", action="store_true", help="print the variant names and exit")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_lap)
+
+    p = verbs.add_parser("lsp", help="a latent space priors experiment (Gehring et al. 2023): high-level SAC in the latent space with the prior integrated")
+    p.add_argument("--prior", type=Path, default=None, help="a prior written by 'latentprior fit prior'")
+    p.add_argument("--low-level", type=Path, default=None, help="a low-level policy written by 'latentprior fit low-level'")
+    p.add_argument("--vae", type=Path, default=None, help="its state VAE (default: the one the prior was fitted with)")
+    p.add_argument("--env", default=None, help="Gymnasium id of the task (default: the low-level policy's environment)")
+    p.add_argument("--integration", default="explore", help="none, explore, regularize, options or plan (see --list-integrations)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (rerun to resume)")
+    p.add_argument("--steps", type=int, default=None, help="environment steps of high-level SAC (default: SACConfig's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="an LSPIntegrationConfig or SACConfig field, e.g. explore_probability=0.2 or batch_size=128")
+    p.add_argument("--list-integrations", action="store_true", help="print the integration names and exit")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_lsp)
 
     p = verbs.add_parser("train", help="train an agent with the project's PPO or SAC")
     p.add_argument("--env", required=True)

@@ -256,6 +256,45 @@ def test_sampling_continues_a_context(prior, vae, data):
     assert first.batch_shape == (6,) and first.mean.shape == (6, 8)
 
 
+def test_cached_sampling_equals_uncached_sampling(prior, vae, data):
+    context = vae.encode(data[1][0].observations[:5])[None].expand(3, -1, -1)
+    # 40 steps from 5 latents: 11 steps extend the key/value cache, the rest slide the window of 16.
+    for given in (None, context):
+        cached = prior.sample(40, 3, given, torch.Generator().manual_seed(4))
+        uncached = prior.sample(40, 3, given, torch.Generator().manual_seed(4), cache=False)
+        torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)
+    distribution, cache = prior.network.forward_cached(context[:, :3])
+    distribution, cache = prior.network.forward_cached(context[:, 3:4], cache)
+    whole = prior.next_distribution(context[:, :4])
+    torch.testing.assert_close(distribution.logits, whole.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(distribution.loc, whole.loc, atol=1e-5, rtol=0)
+
+
+def test_histories_of_different_lengths_in_one_batch(prior, vae, data):
+    history = vae.encode(data[1][0].observations[:6])[None].expand(3, -1, -1)
+    lengths = torch.tensor([0, 3, 6])
+    together = prior.next_distribution(history, lengths)
+    for row, n in enumerate(lengths.tolist()):
+        alone = prior.next_distribution(history[row : row + 1, :n])
+        torch.testing.assert_close(together.loc[row], alone.loc[0], atol=1e-5, rtol=0)
+    samples = prior.sample(4, 3, history, torch.Generator().manual_seed(0), lengths=lengths, temperature=0)
+    for row, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(samples[row], prior.sample(4, 1, history[row : row + 1, :n], temperature=0)[0], atol=1e-5, rtol=0)
+    with pytest.raises(LSPError, match="lengths"):
+        prior.next_distribution(history, torch.tensor([0, 7, 1]))
+
+
+def test_temperature_zero_follows_the_most_likely_component_mean():
+    logits = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
+    loc = torch.tensor([[[0.1, 0.2], [0.5, -0.5]], [[-1.0, 1.0], [2.0, 2.0]]])
+    mixture = TanhGaussianMixture(logits, loc, torch.ones(2, 2, 2))
+    torch.testing.assert_close(mixture.sample(temperature=0), torch.tanh(torch.tensor([[0.5, -0.5], [-1.0, 1.0]])))
+    assert mixture.sample((5,), temperature=0).shape == (5, 2, 2)
+    wide = mixture.sample((4000,), torch.Generator().manual_seed(0), temperature=3.0, mixture_temperature=9.0)
+    narrow = mixture.sample((4000,), torch.Generator().manual_seed(0))
+    assert wide.std(0).mean() > narrow.std(0).mean()
+
+
 # -- save / load ----------------------------------------------------------------------------------
 
 

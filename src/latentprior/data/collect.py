@@ -23,7 +23,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -108,6 +108,8 @@ def collect(
     metadata_extra: Mapping[str, Any] | None = None,
     license: str = "",
     command: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
 ) -> CollectResult:
     """Roll ``expert`` out for ``episodes`` episodes in ``env_id`` and write them to ``out``.
 
@@ -150,13 +152,25 @@ def collect(
         noise, seeds, expert kind and the expert's ``info`` are recorded there already
     :param license: license of the data, recorded in the metadata (e.g. that of the expert)
     :param command: the command line to record in the metadata; defaults to this process's
+    :param env_kwargs: keyword arguments for ``gymnasium.make(env_id, ...)`` (e.g.
+        ``{"include_cfrc_ext_in_observation": False}`` for a 27-d Ant-v5), recorded in the
+        metadata so that the data's environment can be made again
+    :param wrappers: callables ``env -> env`` applied in order to each environment, e.g. a task
+        whose reward the episodes should record (a single-skill expert's own task); they must
+        keep the observation and action spaces
     :return: a :class:`CollectResult` (path, episode and step counts, returns, time)
     """
     if episodes < 1:
         raise DatasetError(f"{out}: episodes must be >= 1, got {episodes}")
     if noise_std < 0:
         raise DatasetError(f"{out}: noise_std must be >= 0, got {noise_std}")
-    envs = [gym.make(env_id, max_episode_steps=max_episode_steps) for _ in range(min(num_envs, episodes))]
+    env_kwargs = dict(env_kwargs or {})
+    envs = []
+    for _ in range(min(num_envs, episodes)):
+        env = gym.make(env_id, max_episode_steps=max_episode_steps, **env_kwargs)
+        for wrap in wrappers:
+            env = wrap(env)
+        envs.append(env)
     try:
         if envs[0].spec is None or envs[0].spec.max_episode_steps is None:
             raise DatasetError(f"{env_id} has no time limit; pass max_episode_steps so episodes end")
@@ -169,6 +183,7 @@ def collect(
             source=f"latentprior.data.collect: {getattr(expert, 'kind', type(expert).__name__)} expert",
             license=license,
             command=command if command is not None else shlex.join(sys.argv),
+            env_kwargs=env_kwargs,
             extra={
                 "noise_std": noise_std,
                 "seed": seed,

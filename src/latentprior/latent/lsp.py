@@ -43,6 +43,7 @@ they can be negative, and only differences between models on the same latents me
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -731,22 +732,51 @@ class TanhGaussianMixture:
         log_det = (2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
         return mixture - log_det
 
-    def sample(self, sample_shape: Sequence[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        sample_shape: Sequence[int] = (),
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        mixture_temperature: float | None = None,
+    ) -> torch.Tensor:
         """Draw latents, shape ``(*sample_shape, *batch, d)``, in [-1, 1] (no gradient).
+
+        Temperatures as in the authors' sampler: the components' stds are multiplied by
+        ``temperature`` and the mixture logits divided by ``mixture_temperature``; 0 takes the mean
+        (``tanh(loc)``) of the component, and the most likely component, respectively, without
+        drawing noise. The defaults sample the distribution itself.
 
         :param sample_shape: leading shape of independent draws.
         :param generator: torch generator on the parameters' device, for repeatable samples.
+        :param temperature: scale of the components' stds (>= 0).
+        :param mixture_temperature: temperature of the component choice (>= 0); ``None``: ``temperature``.
         """
+        mixture_temperature = temperature if mixture_temperature is None else mixture_temperature
+        if temperature < 0 or mixture_temperature < 0:
+            raise LSPError(f"temperatures must be >= 0, got {temperature} and {mixture_temperature}")
         with torch.no_grad():
             shape, k = torch.Size(sample_shape), self.num_components
-            probs = torch.softmax(self.logits, -1).reshape(-1, k)
-            index = torch.multinomial(probs, shape.numel(), replacement=True, generator=generator)
-            index = index.T.reshape(*shape, *self.batch_shape, 1, 1)
+            if mixture_temperature == 0:
+                index = self.logits.argmax(-1).expand(*shape, *self.batch_shape)[..., None, None]
+            else:
+                logits = self.logits if mixture_temperature == 1 else self.logits / mixture_temperature
+                probs = torch.softmax(logits, -1).reshape(-1, k)
+                index = torch.multinomial(probs, shape.numel(), replacement=True, generator=generator)
+                index = index.T.reshape(*shape, *self.batch_shape, 1, 1)
             gather = index.expand(*index.shape[:-1], self.loc.shape[-1])
             loc = self.loc.expand(*shape, *self.loc.shape).gather(-2, gather).squeeze(-2)
+            if temperature == 0:
+                return torch.tanh(loc)
             scale = self.scale.expand(*shape, *self.scale.shape).gather(-2, gather).squeeze(-2)
+            if temperature != 1:
+                scale = scale * temperature
             noise = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
             return torch.tanh(loc + scale * noise)
+
+    def select(self, index: torch.Tensor) -> "TanhGaussianMixture":
+        """For batch shape ``(B, T)``: row ``b``'s distribution at position ``index[b]``, batch shape ``(B,)``."""
+        rows = torch.arange(len(index), device=index.device)
+        return TanhGaussianMixture(self.logits[rows, index], self.loc[rows, index], self.scale[rows, index])
 
     @property
     def mean(self) -> torch.Tensor:
@@ -772,7 +802,9 @@ class PriorNetwork(nn.Module):
     embedded, plus learnt positional embeddings; the output at position ``i`` parameterises
     ``p(z_i | z_<i)``, as in the authors' Jukebox-derived model. The layers are torch's built-in
     ``nn.TransformerEncoder`` with a causal mask (pre-norm, GELU, feed-forward ``4 x width``, no
-    dropout); having no key/value cache, sampling recomputes the whole window at every step.
+    dropout). :meth:`forward_cached` runs the same layers one new token at a time against a
+    key/value cache of the earlier ones, so that sampling costs one token per step rather than the
+    whole window (:meth:`LatentPrior.sample`).
 
     :param latent_dim: latent size ``d``.
     :param config: ``width``, ``depth``, ``heads``, ``context``, ``mixture_components``.
@@ -802,7 +834,58 @@ class PriorNetwork(nn.Module):
         batch, steps, _ = history.shape
         tokens = torch.cat([self.start.expand(batch, 1, -1), self.embed(history)], dim=1) + self.position[: steps + 1]
         mask = nn.Transformer.generate_square_subsequent_mask(steps + 1, device=history.device, dtype=tokens.dtype)
-        out = self.head(self.transformer(tokens, mask=mask, is_causal=True))
+        return self._mixture(self.head(self.transformer(tokens, mask=mask, is_causal=True)))
+
+    def forward_cached(
+        self, latents: torch.Tensor, cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> tuple[TanhGaussianMixture, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The next-latent distribution after ``latents``, keeping every layer's keys and values.
+
+        ``forward_cached(z_0..z_{t-1})`` encodes the start token and the latents; each later
+        ``forward_cached(z_t[:, None], cache)`` adds one position and attends to the cached ones,
+        which equals :meth:`forward` on the whole sequence (up to float rounding) while positions
+        last, i.e. up to ``context`` latents in all.
+
+        :param latents: ``(B, n, d)``: the first latents (``n >= 0``) without a cache, new ones with it.
+        :param cache: what the previous call returned, or ``None`` to start.
+        :return: ``p(z_next | everything so far)`` with batch shape ``(B,)``, and the extended cache.
+        """
+        past = 0 if cache is None else cache[0][0].shape[2]
+        tokens = self.embed(latents)
+        if cache is None:
+            tokens = torch.cat([self.start.expand(len(latents), 1, -1), tokens], dim=1)
+        if past + tokens.shape[1] > self.context + 1:
+            raise LSPError(f"the prior has {self.context + 1} positions; {past} are cached and {tokens.shape[1]} more were given")
+        x = tokens + self.position[past : past + tokens.shape[1]]
+        new_cache = []
+        for i, layer in enumerate(self.transformer.layers):
+            attended, keys_values = self._attend(layer, layer.norm1(x), None if cache is None else cache[i])
+            x = x + attended
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+            new_cache.append(keys_values)
+        out = self.head(self.transformer.norm(x[:, -1:]))
+        return _last(self._mixture(out)), new_cache
+
+    @staticmethod
+    def _attend(
+        layer: nn.TransformerEncoderLayer, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Causal self-attention of the new positions ``x`` (normed, ``(B, n, W)``) over the cached and new ones."""
+        attention = layer.self_attn
+        heads = attention.num_heads
+        q, k, v = (
+            t.unflatten(-1, (heads, -1)).transpose(1, 2)
+            for t in nn.functional.linear(x, attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
+        )
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        new, total = q.shape[2], k.shape[2]
+        # New position j sits at total - new + j and sees every position up to its own.
+        mask = torch.ones(new, total, dtype=torch.bool, device=x.device).tril(total - new) if new > 1 else None
+        out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return attention.out_proj(out.transpose(1, 2).flatten(-2)), (k, v)
+
+    def _mixture(self, out: torch.Tensor) -> TanhGaussianMixture:
         k, d = self.components, self.latent_dim
         logits, loc, raw_scale = out.split([k, k * d, k * d], dim=-1)
         loc = loc.unflatten(-1, (k, d))
@@ -834,6 +917,8 @@ class LatentPrior:
         (training NLL per latent step, nats, with noisy inputs if configured), ``seconds`` and,
         with held-out data, ``held_out_nll``.
     :param held_out_nll: final NLL per latent step on the held-out data, if given (see :meth:`nll`).
+    :param vae_path: where the VAE was saved, if the caller recorded it (``latentprior fit prior``
+        does), so that ``latentprior sample`` finds it; :meth:`check_vae` still checks it.
     """
 
     network: PriorNetwork
@@ -841,6 +926,7 @@ class LatentPrior:
     vae_fingerprint: str
     history: dict[str, list[float]] = field(default_factory=dict)
     held_out_nll: float | None = None
+    vae_path: str | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -868,16 +954,27 @@ class LatentPrior:
             )
         return z
 
-    def next_distribution(self, z_history: torch.Tensor) -> TanhGaussianMixture:
+    def next_distribution(self, z_history: torch.Tensor, lengths: torch.Tensor | None = None) -> TanhGaussianMixture:
         """``pi_0(z_t | z_{t-context} .. z_{t-1})``, the distribution of the next latent.
 
         :param z_history: latents so far, shape ``(B, t, latent_dim)``; ``t = 0`` (an empty
             history) gives the distribution of a first latent, from the learnt start token. Only
             the last ``context`` latents are used.
+        :param lengths: histories of different lengths in one batch: row ``b`` is
+            ``z_history[b, :lengths[b]]`` (left-aligned, anything after is ignored), ``t <= context``.
+            One pass serves every row, since the transformer is causal.
         :return: a :class:`TanhGaussianMixture` with batch shape ``(B,)``.
         """
         z = self._latents(z_history, "z_history", 0)
-        return _last(self.network(z[:, max(z.shape[1] - self.context, 0) :]))
+        if lengths is None:
+            return _last(self.network(z[:, max(z.shape[1] - self.context, 0) :]))
+        lengths = torch.as_tensor(lengths, device=self.device).long()
+        if lengths.shape != (len(z),) or z.shape[1] > self.context or (lengths < 0).any() or (lengths > z.shape[1]).any():
+            raise LSPError(
+                f"lengths must be ({len(z)},) in [0, {z.shape[1]}] with at most context = {self.context} latents; "
+                f"got shape {tuple(lengths.shape)} for histories of {z.shape[1]}"
+            )
+        return self.network(z).select(lengths)
 
     def log_prob(self, z_seq: torch.Tensor) -> torch.Tensor:
         """Log-density of each latent given the ones before it, as :meth:`sample` generates them.
@@ -908,6 +1005,11 @@ class LatentPrior:
         batch: int = 1,
         context: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        *,
+        lengths: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        mixture_temperature: float | None = None,
+        cache: bool = True,
     ) -> torch.Tensor:
         """Sample latent sequences autoregressively, each latent from :meth:`next_distribution`.
 
@@ -920,6 +1022,15 @@ class LatentPrior:
         :param context: latents to continue, shape ``(1 or B, t, latent_dim)``; each new latent
             conditions on the last :attr:`context` latents before it. Not included in the output.
         :param generator: torch generator on the prior's device, for repeatable samples.
+        :param lengths: contexts of different lengths: row ``b`` continues ``context[b, :lengths[b]]``
+            (left-aligned); rows are sampled in groups of equal length.
+        :param temperature: std scale of the mixture components (see :meth:`TanhGaussianMixture.sample`;
+            0 follows the most likely component's mean deterministically, the authors' options setting).
+        :param mixture_temperature: temperature of the component choice; ``None``: ``temperature``.
+        :param cache: keep the transformer's keys and values between steps
+            (:meth:`PriorNetwork.forward_cached`); the same samples as without, up to float rounding.
+            The cache lasts while the sequence fits the prior's positions: once it holds
+            :attr:`context` latents, each step re-encodes the sliding window.
         :return: the new latents, shape ``(batch, num_steps, latent_dim)``, in [-1, 1].
         """
         if num_steps < 0 or batch < 1:
@@ -932,10 +1043,38 @@ class LatentPrior:
                 history = history.expand(batch, -1, -1)
             elif batch not in (1, len(history)):
                 raise LSPError(f"context has {len(history)} rows, which does not fit batch = {batch}")
+        draw = functools.partial(
+            TanhGaussianMixture.sample, generator=generator, temperature=temperature, mixture_temperature=mixture_temperature
+        )
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths).long().cpu()
+            if lengths.shape != (len(history),) or (lengths < 0).any() or (lengths > history.shape[1]).any():
+                raise LSPError(f"lengths must be ({len(history)},) in [0, {history.shape[1]}], got {lengths.tolist()}")
+            out = torch.empty(len(history), num_steps, self.latent_dim, device=self.device)
+            for length in lengths.unique().tolist():
+                rows = (lengths == length).nonzero()[:, 0].to(self.device)
+                out[rows] = self._continue(history[rows, :length], num_steps, draw, cache)
+            return out
+        return self._continue(history, num_steps, draw, cache)
+
+    def _continue(self, history: torch.Tensor, num_steps: int, draw: Callable, cache: bool) -> torch.Tensor:
         start = history.shape[1]
-        for _ in range(num_steps):
-            z = self.next_distribution(history).sample(generator=generator)
+        if not cache:
+            for _ in range(num_steps):
+                z = draw(self.next_distribution(history))
+                history = torch.cat([history, z[:, None]], dim=1)
+            return history[:, start:]
+        window = history[:, max(start - self.context, 0) :]
+        distribution, kv = self.network.forward_cached(window)
+        for step in range(num_steps):
+            z = draw(distribution)
             history = torch.cat([history, z[:, None]], dim=1)
+            if step == num_steps - 1:
+                break
+            if kv[0][0].shape[2] <= self.context:  # a free position: extend the cache
+                distribution, kv = self.network.forward_cached(z[:, None], kv)
+            else:  # positions shift as the window slides: encode it anew
+                distribution, kv = self.network.forward_cached(history[:, -self.context :])
         return history[:, start:]
 
     @torch.no_grad()
@@ -982,6 +1121,7 @@ class LatentPrior:
                 "fit": asdict(self.config),
                 "history": self.history,
                 "held_out_nll": self.held_out_nll,
+                "vae_path": self.vae_path,
             },
             {"latent": gym.spaces.Box(-1.0, 1.0, (self.latent_dim,), np.float32)},
         )
@@ -1008,6 +1148,7 @@ class LatentPrior:
                 str(config["vae_fingerprint"]),
                 {k: list(v) for k, v in config.get("history", {}).items()},
                 config.get("held_out_nll"),
+                config.get("vae_path"),
             )
         except (KeyError, TypeError, RuntimeError, LSPError) as e:
             raise ArtifactError(f"{directory}: latent prior does not match its config ({e})") from None

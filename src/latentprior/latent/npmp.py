@@ -20,6 +20,9 @@ Read top to bottom:
    maximises the beta-weighted ELBO over subsequences (Eq. 3; Eq. 9 with ``lfpc=True``).
 6. :func:`optimize_latents`, latent optimisation for references that one-shot imitation fails
    (Eq. 10).
+7. :class:`StudentConfig`, :class:`StudentPolicy` and :func:`fit_student`: one expert cloned
+   into one plain network, by BC from noisy rollouts (Eq. 4) or LFPC from one rollout (Eq. 8),
+   the single-skill validation of the paper's Fig. 3.
 
 Sequences and alignment. An episode has ``T + 1`` observations ``s_0 .. s_T`` and ``T`` clone
 targets ``a_0 .. a_{T-1}`` (the expert's mean actions, ``expert_actions``). The encoder needs
@@ -112,6 +115,9 @@ __all__ = [
     "NPMP",
     "fit_npmp",
     "optimize_latents",
+    "StudentConfig",
+    "StudentPolicy",
+    "fit_student",
 ]
 
 KIND = "npmp"
@@ -734,6 +740,32 @@ def _spaces(dataset: Dataset) -> tuple[gym.spaces.Box, gym.spaces.Box]:
     return spaces[0], spaces[1]
 
 
+def _fit_normalisation(module: nn.Module, dataset: Dataset, action_space: gym.spaces.Box) -> np.ndarray:
+    """Set ``module``'s ``obs_mean``/``obs_std`` from the data and its action buffers from the bounds.
+
+    :return: the raw per-dimension std of the observations (for the LFPC perturbation fraction).
+    """
+    states = dataset.concat("observations").astype(np.float64)
+    # A constant dimension (a fixed target, say) would divide by zero; leave it unscaled.
+    obs_std = states.std(axis=0)
+    module.obs_mean.copy_(torch.as_tensor(states.mean(axis=0)))
+    module.obs_std.copy_(torch.as_tensor(np.where(obs_std > 1e-6, obs_std, 1.0)))
+    if action_space.is_bounded("both"):
+        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (action_space.low, action_space.high))
+        module.action_offset.copy_((high + low) / 2)
+        module.action_scale.copy_((high - low) / 2)
+    return obs_std
+
+
+def _perturbation_std(explicit: Sequence[float] | None, fraction: float, obs_std: np.ndarray, name: str) -> torch.Tensor:
+    """The std of LFPC's ``Delta``: the one given, else ``fraction`` of each state dimension's std."""
+    if explicit is None:
+        return torch.as_tensor(fraction * obs_std, dtype=torch.float32)
+    if len(explicit) != len(obs_std):
+        raise NPMPError(f"{name} has {len(explicit)} entries, observations have {len(obs_std)}")
+    return torch.as_tensor(explicit, dtype=torch.float32)
+
+
 class _Subsequences:
     """All training subsequences of one length, stored flat and gathered by index arithmetic.
 
@@ -829,27 +861,13 @@ def fit_npmp(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     network = NPMPNetwork(obs_dim, act_dim, config)
-    states = dataset.concat("observations").astype(np.float64)
-    # A constant dimension (a fixed target, say) would divide by zero; leave it unscaled.
-    obs_std = states.std(axis=0)
-    network.obs_mean.copy_(torch.as_tensor(states.mean(axis=0)))
-    network.obs_std.copy_(torch.as_tensor(np.where(obs_std > 1e-6, obs_std, 1.0)))
-    if action_space.is_bounded("both"):
-        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (action_space.low, action_space.high))
-        network.action_offset.copy_((high + low) / 2)
-        network.action_scale.copy_((high - low) / 2)
+    obs_std = _fit_normalisation(network, dataset, action_space)
 
     data = _Subsequences(dataset, config.subsequence_length, config.lookahead, with_jacobians=lfpc)
     if lfpc:
-        if config.lfpc_perturbation_std is not None:
-            if len(config.lfpc_perturbation_std) != obs_dim:
-                raise NPMPError(
-                    f"lfpc_perturbation_std has {len(config.lfpc_perturbation_std)} entries, "
-                    f"observations have {obs_dim}"
-                )
-            perturbation_std = torch.as_tensor(config.lfpc_perturbation_std, dtype=torch.float32)
-        else:
-            perturbation_std = torch.as_tensor(config.lfpc_perturbation_fraction * obs_std, dtype=torch.float32)
+        perturbation_std = _perturbation_std(
+            config.lfpc_perturbation_std, config.lfpc_perturbation_fraction, obs_std, "lfpc_perturbation_std"
+        )
 
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     history: dict[str, list[float]] = {"step": [], "loss": [], "mse": [], "kl": [], "seconds": []}
@@ -955,3 +973,143 @@ def optimize_latents(
         loss.backward()
         optimizer.step()
     return z.detach().numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. Single-skill students (the validation of Fig. 3)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudentConfig:
+    """Cloning one expert into one network ``mu_theta(s)``, the single-skill validation of Sec. 3.1.
+
+    Before compressing many experts, Merel et al. 2019 check that one skill transfers from an
+    expert to a new network: behavioural cloning from noisy rollouts (Eq. 4) against LFPC from one
+    nominal rollout (Eq. 8). The student is a plain MLP from the observation to the action (no
+    latent); the defaults are the NPMP decoder's size and optimiser (the paper does not give the
+    student's).
+    """
+
+    hidden: tuple[int, ...] = (1024, 1024, 1024)
+    """Hidden layer sizes (the NPMP decoder's: three layers of 1024)."""
+    activation: str = "elu"
+    """Hidden activation, ``"elu"``, ``"tanh"`` or ``"relu"``."""
+    learning_rate: float = 1e-4
+    """Adam step size."""
+    batch_size: int = 512
+    """States per minibatch; for LFPC, perturbed copies of nominal states (each with its own ``ds``)."""
+    steps: int = 20_000
+    """Gradient steps."""
+    perturbation_std: tuple[float, ...] | None = None
+    """LFPC: per-dimension std of ``Delta`` in raw observation units (e.g. from
+    :func:`estimate_perturbation_std`); ``None`` uses ``perturbation_fraction``."""
+    perturbation_fraction: float = 0.1
+    """LFPC without ``perturbation_std``: the std of ``Delta`` as a fraction of each state
+    dimension's std over the nominal data."""
+    seed: int = 0
+    """Seed of the initialisation, the minibatches and the perturbations."""
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.perturbation_std is not None:
+            self.perturbation_std = tuple(float(s) for s in self.perturbation_std)
+        for name in ("batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise NPMPError(f"StudentConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.perturbation_fraction < 0:
+            raise NPMPError(
+                f"StudentConfig: learning_rate must be > 0 and perturbation_fraction >= 0, got "
+                f"{self.learning_rate} and {self.perturbation_fraction}"
+            )
+        if self.activation not in _ACTIVATIONS:
+            raise NPMPError(f"StudentConfig: activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+
+
+class StudentPolicy(nn.Module):
+    """A single-skill student ``mu_theta(s)``: raw observation in, action in environment units out.
+
+    Works in the same normalised units as :class:`NPMPNetwork` (standardised observations, actions
+    scaled to [-1, 1] from bounded action spaces), so its squared error is Eq. 4's / Eq. 8's.
+
+    :param obs_dim: observation size.
+    :param act_dim: action size.
+    :param config: architecture (``hidden``, ``activation``).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, config: StudentConfig):
+        super().__init__()
+        self.net = _mlp(obs_dim, config.hidden, act_dim, config.activation)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+        self.register_buffer("action_offset", torch.zeros(act_dim))
+        self.register_buffer("action_scale", torch.ones(act_dim))
+        self.history: dict[str, list[float]] = {}
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalised mean action at raw observations ``obs``."""
+        return self.net((obs - self.obs_mean) / self.obs_std)
+
+    @torch.no_grad()
+    def mean_action(self, obs: np.ndarray, t: int | np.ndarray | None = None) -> np.ndarray:
+        """Action at raw observation(s) ``obs``, environment units, float32, unclipped; ``t`` is ignored."""
+        mean = self(torch.as_tensor(np.asarray(obs), dtype=torch.float32))
+        return (mean * self.action_scale + self.action_offset).numpy()
+
+
+def fit_student(dataset: Dataset, config: StudentConfig | None = None, lfpc: bool = False) -> StudentPolicy:
+    """Clone one expert into a :class:`StudentPolicy` by regression on its mean actions.
+
+    Behavioural cloning (``lfpc=False``, Eq. 4 of Merel et al. 2019): minibatches of visited
+    states and the expert's mean actions there (``expert_actions``), from noisy rollouts (DART-like;
+    the paper: 100 to 1000 rollouts with action noise). Linear-feedback policy cloning
+    (``lfpc=True``, Eq. 8): the dataset holds nominal rollouts with ``jacobians``; each minibatch
+    draws nominal steps ``t``, perturbs their states by ``ds ~ Delta`` and regresses onto
+    ``a*_t + J_t ds`` (:func:`linear_feedback_targets`).
+
+    :param dataset: episodes with ``observations`` and ``expert_actions`` (and ``jacobians`` for LFPC).
+    :param config: settings (default :class:`StudentConfig`).
+    :param lfpc: fit with LFPC instead of plain cloning.
+    :return: the student in evaluation mode with gradients off; ``history`` holds ``step`` and
+        ``mse`` (normalised action units) every ``steps // 20`` steps.
+    """
+    config = config or StudentConfig()
+    _require_expert_actions(dataset, "LFPC" if lfpc else "BC")
+    if lfpc and "jacobians" not in dataset.fields:
+        raise DatasetError(
+            f"{_source(dataset)}: LFPC needs 'jacobians' along the nominal rollout, the dataset has "
+            f"{', '.join(dataset.fields)}; collect it with jacobians=True"
+        )
+    observation_space, action_space = _spaces(dataset)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    student = StudentPolicy(observation_space.shape[0], action_space.shape[0], config)
+    obs_std = _fit_normalisation(student, dataset, action_space)
+    # Observations paired with the step they act in: each episode's last observation has no action.
+    states = torch.as_tensor(np.concatenate([e.observations[:-1] for e in dataset]), dtype=torch.float32)
+    targets = torch.as_tensor(dataset.concat("expert_actions"), dtype=torch.float32)
+    jacobians = torch.as_tensor(dataset.concat("jacobians"), dtype=torch.float32) if lfpc else None
+    if lfpc:
+        perturbation_std = _perturbation_std(config.perturbation_std, config.perturbation_fraction, obs_std, "perturbation_std")
+
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
+    student.history = {"step": [], "mse": []}
+    every, total = max(config.steps // 20, 1), 0.0
+    for step in range(1, config.steps + 1):
+        index = torch.randint(len(states), (config.batch_size,), generator=generator)
+        states_b, targets_b = states[index], targets[index]
+        if jacobians is not None:
+            ds = perturbation_std * torch.randn(states_b.shape, generator=generator)
+            targets_b = linear_feedback_targets(targets_b, jacobians[index], ds)  # Eq. 8 of Merel et al. 2019
+            states_b = states_b + ds
+        target_n = (targets_b - student.action_offset) / student.action_scale
+        loss = ((student(states_b) - target_n) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        if step % every == 0 or step == config.steps:
+            student.history["step"].append(step)
+            student.history["mse"].append(total / ((step - 1) % every + 1))
+            total = 0.0
+    return student.eval().requires_grad_(False)

@@ -9,13 +9,14 @@
     action = policy.act(obs, deterministic=True)         # NumPy in, NumPy out, env units
     mu = policy.mean_action(obs_tensor)                  # torch, differentiable
 
-Each learner is one file that reads top to bottom (``ppo.py``, ``sac.py``); what they share
+Each learner is one file that reads top to bottom (``ppo.py``, ``sac.py``); the latent space
+priors' integrations that live inside SAC's update are ``prior_integrations.py``; what they share
 lives once: ``run.py`` (run directory, resume, logging, evaluation, checkpoints), ``networks.py``,
 ``normalize.py``, ``policy.py``, ``evaluation.py``, ``metrics.py``, ``checkpoint.py``,
 ``runtime.py``.
 """
 
-from latentprior.rl import ppo, sac
+from latentprior.rl import ppo, prior_integrations, sac
 from latentprior.rl.evaluation import EvalResult, evaluate_policy
 from latentprior.rl.policy import Policy, load_policy
 from latentprior.rl.ppo import PPOBatch, PPOConfig
@@ -25,6 +26,7 @@ from latentprior.rl.sac import SACConfig
 __all__ = [
     "ppo",
     "sac",
+    "prior_integrations",
     "PPOConfig",
     "PPOBatch",
     "SACConfig",

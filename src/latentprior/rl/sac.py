@@ -23,6 +23,8 @@ Extension points for the prior integrations:
 - ``actor_regularizer(obs, dist, step) -> (loss, info)``: a term added to the actor loss, e.g.
   an annealed KL from the policy to a prior's next-latent distribution; ``info`` values are
   averaged between logging points and logged as ``train/<name>``.
+- A hook with an ``attach(policy, critic)`` method is handed the learner's policy and critics
+  once they exist, e.g. a planner that scores candidate actions with the critics.
 - The action space may be a latent space (a wrapper's Box): SAC does not know the difference.
 """
 
@@ -249,6 +251,10 @@ def train(
             replay_tensors, replay_counters = buffer.state()
             extra_tensors = {"log_alpha": {"log_alpha": log_alpha.detach()}, "replay": replay_tensors}
             return {"n_updates": n_updates, "replay": replay_counters}, extra_tensors
+
+        for hook in (explore, actor_regularizer):
+            if hasattr(hook, "attach"):
+                hook.attach(policy=policy, critic=critic)
 
         names = ["train/critic_loss", "train/actor_loss", "train/ent_coef", "train/entropy", "train/q_mean"]
         sums, extra_sums, updates_since_log = torch.zeros(len(names), device=device), {}, 0

@@ -1,0 +1,814 @@
+"""Benchmark: neural probabilistic motor primitives (Merel et al., ICLR 2019), issue 4.
+
+Parts (each job is one child process writing ``<results>/<job>.json`` last; finished jobs are
+skipped and interrupted ones start again, RL runs and expert training from their checkpoints, so
+rerunning the same command continues; see ``benchmarks/common.py``):
+
+  fig3         Single-skill validation (the paper's Fig. 3) with the SB3 zoo HalfCheetah expert
+               (``../shared/data/sb3_zoo/sac_HalfCheetah-v3.zip``; the part is skipped with a
+               message when the file is absent). Policies: the expert; the open-loop nominal
+               actions; the linear-feedback policy around one nominal rollout (Eq. 6); a student
+               network trained by LFPC from that one rollout (Eq. 8); students trained by BC from
+               --fig3-rollouts noisy rollouts (DART-like: executed actions with noise 0.1, targets
+               the expert's mean actions, Eq. 4). Each is run from the nominal rollout's initial
+               state under action noise --fig3-noise, --fig3-episodes episodes per level (one at
+               noise 0, which is deterministic); episode i draws the same noise for every policy.
+               Students are MLPs from observation to action (``fit_student``), the NPMP decoder's
+               size, one per --fig3-seeds seed.
+               Goals: LFPC from 1 rollout >= 95 % of BC from 100 at noise 0.1; open loop clearly
+               worse (below 80 % of LFPC's return at every noise level > 0, our threshold).
+  compression  Many skills in one module. Command-conditioned experts (``<experts-dir>/<env>``,
+               as ``latentprior experts train-commanded --env ENV --out <experts-dir>/ENV`` writes
+               them; trained here as a resumable job when missing) give one single-skill expert
+               per command of the ``train`` skill set. Data: --rollouts noisy rollouts (noise 0.1)
+               per training skill for BC, one nominal rollout with Jacobians per skill for LFPC,
+               --references clean rollouts per skill of the ``train`` and ``held_out`` sets as
+               references. Modules (ablations): bc (beta 0.1, alpha 0.95, latent 60), bc-beta0.01,
+               bc-beta0.001, bc-alpha0, bc-latent20, lfpc. Score: one-shot imitation (``imitate``),
+               return under each skill's tracking reward relative to the reference's, median over
+               references. Goals (bc): >= 90 % on training skills, >= 80 % on held-out skills.
+  latent-opt   For the bc module, the references one-shot imitation fails (relative return below
+               50 %, else the --latent-opt-worst worst): median relative return before and after
+               optimising their latents against the reference actions (Eq. 10; the paper: 43 % ->
+               78 %).
+  reuse        A high-level PPO (or SAC, --reuse-algo) policy acting through a frozen decoder
+               (``MotorPrimitivesWrapper``) on go-to-target (Ant-v5; sparse reward, the target jumps
+               once reached: ``GoToTarget``) and changing-target-speed (--speed-env;
+               ``ChangingTargetSpeed``), against the same learner from scratch and through a
+               weakly regularised module (bc-beta0.001). Goal: with the bc module, reach the
+               from-scratch agent's final return in <= 50 % of its steps.
+
+Module sizes (--size). ``paper``: NPMPConfig's defaults, Merel et al.'s (latent 60, encoder
+2 x 1024, decoder 3 x 1024, K 5, subsequences of 30, minibatches of 512, Adam 1e-4, LFPC 32 x 5
+copies); one gradient step takes seconds on a CPU, so it is for an accelerator. ``cpu`` (the
+default): latent 60, K 5 and the LFPC copies (5) as the paper, encoder 2 x 256, decoder 3 x 256,
+subsequences of 10 (the paper found the length mattered little), minibatches of 64, LFPC 16
+subsequences x 5 copies, Adam 3e-4; the Fig. 3 students are 3 x 256 (paper: the decoder's 3 x
+1024), minibatches of 256, Adam 3e-4. The report names the size used.
+
+Estimated cost at the defaults, in CPU-hours on the 2-core project VM: extrapolated from step times
+measured there on 2026-11-21 while other jobs shared the cores (load average ~4): SB3-zoo-expert
+rollouts 15k steps/s (8 environments), a Fig. 3 student step 6.6 ms, an NPMP step 19 ms (BC) and
+24 ms (LFPC) at ``--size cpu``, PPO 1.8k (Ant through the decoder) to 4.3k (HalfCheetah from
+scratch) steps/s. Estimates, not results; every job JSON records its real ``wall_s``.
+  fig3         ~0.7  1M rollout steps (~2 min), 15 students x 20k steps (~35 min), evaluation
+  compression  ~2.2  rollouts (~5 min), 2 robots x 6 modules x 30k steps (~1 h per robot), imitation
+  latent-opt   <0.1
+  reuse        ~2.5  2 tasks x 3 learners x 3 seeds x 1M PPO steps (2-9 min each, plus evaluation)
+  together ~5.5 CPU-hours, about 3 hours with --workers 2. Missing command-conditioned experts are
+  trained first, on top: SAC for the tasks' default budgets (1M steps HalfCheetah, 3M Ant; about
+  2 + 6 CPU-hours at the 144 steps/s docs/BENCHMARKS.md measured for SAC on HalfCheetah, Ant's
+  rate unmeasured); --expert-steps overrides. ``--size paper`` makes a module step 50-200x slower
+  (measured: 1.2 s LFPC, 4.1 s BC).
+
+    python benchmarks/npmp.py --workers 2                     # everything (hours; resumable)
+    python benchmarks/npmp.py --parts fig3                    # one part
+    python benchmarks/npmp.py --parts compression --envs HalfCheetah-v5 --experts-dir runs/experts
+    python benchmarks/npmp.py --quick                         # smoke check: tiny budgets, minutes
+    python benchmarks/npmp.py --report                        # REPORT.md from the results
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from common import (Job, command_line, csv_list, load_result, load_results, markdown_table, mean_curve, mean_std,
+                    report_header, run_child, run_jobs)
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+ZOO_EXPERT = REPO.parent / "shared" / "data" / "sb3_zoo" / "sac_HalfCheetah-v3.zip"
+FIG3_ENV = "HalfCheetah-v5"
+PARTS = ("fig3", "compression", "latent-opt", "reuse")
+
+#: Module sizes: NPMPConfig and StudentConfig fields (see the module docstring).
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"npmp": {}, "student": {}},
+    "cpu": {
+        "npmp": {"encoder_hidden": (256, 256), "decoder_hidden": (256, 256, 256), "subsequence_length": 10,
+                 "batch_size": 64, "lfpc_subsequences": 16, "learning_rate": 3e-4},
+        "student": {"hidden": (256, 256, 256), "batch_size": 256, "learning_rate": 3e-4},
+    },
+}
+#: Compression variants: NPMPConfig fields over the size's, and whether LFPC fits them.
+VARIANTS: dict[str, tuple[dict[str, Any], bool, str]] = {
+    "bc": ({}, False, "BC from noisy rollouts, beta 0.1, alpha 0.95, latent 60"),
+    "bc-beta0.01": ({"beta": 0.01}, False, "beta 0.01"),
+    "bc-beta0.001": ({"beta": 0.001}, False, "beta 0.001 (weakly regularised)"),
+    "bc-alpha0": ({"alpha": 0.0}, False, "alpha 0 (i.i.d. latents)"),
+    "bc-latent20": ({"latent_dim": 20}, False, "latent 20"),
+    "lfpc": ({}, True, "LFPC from one nominal rollout per skill"),
+}
+#: Reuse: the module variant each high-level learner acts through (None: from scratch).
+REUSE_VARIANTS: dict[str, str | None] = {"scratch": None, "npmp": "bc", "npmp-weak": "bc-beta0.001"}
+#: Reuse tasks: the task wrapper's arguments per robot.
+REUSE_TASKS: dict[str, dict[str, dict[str, Any]]] = {
+    "go-to-target": {"Ant-v5": {"distance_range": (1.0, 3.0), "radius": 0.5, "hold_steps": 10}},
+    "changing-speed": {"HalfCheetah-v5": {"speed_range": (1.0, 4.0), "change_every": (100, 300), "reward_std": 0.5},
+                       "Ant-v5": {"speed_range": (0.75, 1.5), "change_every": (100, 300), "reward_std": 0.25}},
+}
+NOISE_TRAIN = 0.1            # action noise of the noisy rollouts (Merel et al.: 0.1 on [-1, 1] actions)
+FAIL_THRESHOLD = 0.5         # latent-opt: "clips with less than 50 % relative expert performance"
+GOALS = {"lfpc_vs_bc100": 0.95, "open_loop_vs_lfpc": 0.8, "train": 0.9, "held_out": 0.8, "reuse_fraction": 0.5}
+#: --quick: budgets that only check the pipeline end to end; its numbers mean nothing.
+QUICK = {"fig3_rollouts": "2,3", "fig3_episode_steps": 100, "fig3_episodes": 2, "fig3_seeds": "0", "student_steps": 50,
+         "expert_steps": 1500, "rollouts": 2, "references": 1, "episode_steps": 60, "fit_steps": 20,
+         "latent_opt_steps": 10, "reuse_steps": 1024, "seeds": "0", "delta_branches": 2, "delta_horizon": 5}
+
+
+# ============================================================================================ jobs
+def _jobs(args) -> list[Job]:
+    """Every job the arguments ask for, with the jobs they need (which are skipped when done)."""
+    jobs: dict[str, Job] = {}
+    size = SIZES[args.size]
+
+    def add(job: Job) -> None:
+        jobs.setdefault(job.name, job)
+
+    if "fig3" in args.parts:
+        if not ZOO_EXPERT.is_file():
+            print(f"fig3 skipped: the SB3 zoo HalfCheetah expert is not at {ZOO_EXPERT} (see ../shared/data/MANIFEST.md "
+                  "for where it comes from: DLR-RM/rl-trained-agents, sac/HalfCheetah-v3_1)", flush=True)
+        else:
+            data = {"kind": "fig3-data", "expert": str(ZOO_EXPERT), "rollouts": max(args.fig3_rollouts), "seed": 0,
+                    "episode_steps": args.fig3_episode_steps, "delta_horizon": args.delta_horizon,
+                    "delta_branches": args.delta_branches}
+            add(Job("fig3__data", "fig3", data))
+            evaluation = {"noise": args.fig3_noise, "episodes": args.fig3_episodes}
+            add(Job("fig3__baselines", "fig3", {"kind": "fig3-baselines", **evaluation}, ("fig3__data",)))
+            for seed in args.fig3_seeds:
+                for rollouts in [1, *args.fig3_rollouts]:
+                    student = "lfpc1" if rollouts == 1 else f"bc{rollouts}"
+                    spec = {"kind": "fig3-student", "student": student, "rollouts": rollouts, "lfpc": rollouts == 1,
+                            "config": {**size["student"], "steps": args.student_steps, "seed": seed}, **evaluation}
+                    add(Job(f"fig3__{student}__seed{seed}", "fig3", spec, ("fig3__data",)))
+
+    def compression(env_id: str, variants: list[str]) -> None:
+        experts_dir = args.experts_dir or (args.results / "runs" / "experts" if args.quick else REPO / "runs" / "npmp_experts")
+        add(Job(f"experts__{env_id}", "compression", {
+            "kind": "experts", "env_id": env_id, "out": str(Path(experts_dir).resolve() / env_id),
+            "steps": args.expert_steps}))
+        add(Job(f"data__{env_id}", "compression", {
+            "kind": "data", "env_id": env_id, "rollouts": args.rollouts, "references": args.references,
+            "episode_steps": args.episode_steps, "delta_horizon": args.delta_horizon,
+            "delta_branches": args.delta_branches}, (f"experts__{env_id}",)))
+        for variant in variants:
+            overrides, lfpc, _ = VARIANTS[variant]
+            config = {**size["npmp"], **overrides, "steps": args.fit_steps, "log_interval": max(args.fit_steps // 10, 1)}
+            add(Job(f"fit__{env_id}__{variant}", "compression", {
+                "kind": "fit", "env_id": env_id, "variant": variant, "lfpc": lfpc, "config": config},
+                (f"data__{env_id}",)))
+
+    if "compression" in args.parts:
+        for env_id in args.envs:
+            compression(env_id, args.variants)
+    if "latent-opt" in args.parts:
+        for env_id in args.envs:
+            compression(env_id, ["bc"])
+            add(Job(f"latentopt__{env_id}", "latent-opt", {
+                "kind": "latent-opt", "env_id": env_id, "steps": args.latent_opt_steps, "worst": args.latent_opt_worst},
+                (f"fit__{env_id}__bc",)))
+    if "reuse" in args.parts:
+        for task in args.reuse_tasks:
+            env_id = "Ant-v5" if task == "go-to-target" else args.speed_env
+            compression(env_id, [v for v in REUSE_VARIANTS.values() if v is not None])
+            for seed in args.seeds:
+                for variant, module in REUSE_VARIANTS.items():
+                    spec = {"kind": "reuse", "task": task, "env_id": env_id, "variant": variant, "module_variant": module,
+                            "task_kwargs": REUSE_TASKS[task][env_id], "algo": args.reuse_algo, "steps": args.reuse_steps,
+                            "seed": seed}
+                    add(Job(f"reuse__{task}__{variant}__seed{seed}", "reuse", spec,
+                            () if module is None else (f"fit__{env_id}__{module}",)))
+    return list(jobs.values())
+
+
+def _handle(job: dict[str, Any], results: Path) -> dict[str, Any]:
+    """The child's entry: dispatch on ``spec["kind"]``; the handler gets the spec and the command line."""
+    handlers: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
+        "fig3-data": _fig3_data, "fig3-baselines": _fig3_baselines, "fig3-student": _fig3_student,
+        "experts": _experts, "data": _data, "fit": _fit, "latent-opt": _latent_opt, "reuse": _reuse,
+    }
+    return handlers[job["spec"]["kind"]]({**job["spec"], "command": job["command"]}, results)
+
+
+def _runs(results: Path, *parts: str) -> Path:
+    path = results.joinpath("runs", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ============================================================================= shared job pieces
+def _start_at(env, qpos: np.ndarray, qvel: np.ndarray, seed: int) -> np.ndarray:
+    """Reset, then put the simulator in a recorded state; the observation of that state."""
+    env.reset(seed=seed)
+    env.unwrapped.set_state(qpos, qvel)
+    return env.unwrapped._get_obs()
+
+
+def _branch_perturbation_std(
+    expert, make_env: Callable, nominal, horizon: int, branches: int, seed: int
+) -> tuple[np.ndarray, int]:
+    """LFPC's ``Delta``: the state deviation action noise induces within ``horizon`` steps of the nominal.
+
+    The paper estimates "the stationary transition noise distribution induced by noisy actions
+    ... from a small number of trajectories". Whole noisy rollouts drift out of phase with the
+    nominal (a gait cycle shifted in time is no small perturbation), so each of ``branches``
+    noisy rollouts starts from a nominal state ``s*_t0`` (simulator state restored) and runs
+    ``horizon`` steps with action noise 0.1; :func:`estimate_perturbation_std` fits their
+    deviation from ``s*_t0+1 .. s*_t0+h``.
+
+    :return: ``(sum of squared stds weighted by rows, rows)``, to pool over skills.
+    """
+    from latentprior.latent.npmp import estimate_perturbation_std
+
+    rng = np.random.default_rng(seed)
+    env = make_env()
+    total, rows = 0.0, 0
+    try:
+        for _ in range(branches):
+            t0 = int(rng.integers(0, max(nominal.num_steps - horizon, 0) + 1))
+            obs = _start_at(env, nominal.qpos[t0], nominal.qvel[t0], int(rng.integers(2**31)))
+            states = []
+            for _ in range(min(horizon, nominal.num_steps - t0)):
+                obs, _, terminated, truncated, _ = env.step(expert.act(obs, noise_std=NOISE_TRAIN, rng=rng))
+                states.append(obs)
+                if terminated:
+                    break
+            std = estimate_perturbation_std(nominal.observations[t0 + 1: t0 + 1 + len(states)], [np.stack(states)])
+            total, rows = total + std**2 * len(states), rows + len(states)
+    finally:
+        env.close()
+    return total, rows
+
+
+# ============================================================================================ fig3
+def _fig3_data(spec: dict, results: Path) -> dict:
+    """One nominal rollout with Jacobians, noisy rollouts, and Delta, for the zoo expert."""
+    import gymnasium as gym
+
+    from latentprior.data import load_dataset
+    from latentprior.data.collect import collect
+    from latentprior.experts import load_expert
+
+    out = _runs(results, "fig3")
+    expert = load_expert(spec["expert"], env=FIG3_ENV)
+    steps = spec["episode_steps"]
+    nominal = collect(expert, FIG3_ENV, 1, noise_std=0.0, seed=spec["seed"], num_envs=1, max_episode_steps=steps,
+                      jacobians=True, out=out / "nominal.h5", progress=False, license="MIT (DLR-RM/rl-trained-agents)")
+    noisy = collect(expert, FIG3_ENV, spec["rollouts"], noise_std=NOISE_TRAIN, seed=spec["seed"] + 1, num_envs=8,
+                    max_episode_steps=steps, out=out / "noisy.h5", progress=False, license="MIT (DLR-RM/rl-trained-agents)")
+    episode = load_dataset(out / "nominal.h5")[0]
+    total, rows = _branch_perturbation_std(expert, lambda: gym.make(FIG3_ENV), episode, spec["delta_horizon"],
+                                           spec["delta_branches"], spec["seed"])
+    return {
+        "nominal_return": float(nominal.returns[0]),
+        "noisy_return_mean": float(noisy.returns.mean()), "noisy_return_std": float(noisy.returns.std()),
+        "collect_s": nominal.seconds + noisy.seconds, "noisy_steps": noisy.steps,
+        "delta_std": np.sqrt(total / rows).tolist(),
+        "files": {"nominal": "runs/fig3/nominal.h5", "noisy": "runs/fig3/noisy.h5"},
+        "outputs": ["runs/fig3/nominal.h5", "runs/fig3/noisy.h5"],
+    }
+
+
+def _evaluate_fig3(policy: Callable, expert, nominal, noise_levels: list[float], episodes: int) -> dict:
+    """Returns of ``policy(obs, t)`` from the nominal's initial state under each action noise level.
+
+    Episode ``i`` at a noise level draws the same noise for every policy (seeded by ``(i, level)``),
+    so policies are compared on the same perturbations. Noise 0 is deterministic: one episode.
+    """
+    import gymnasium as gym
+
+    env = gym.make(FIG3_ENV, max_episode_steps=nominal.num_steps)
+    low, high = env.action_space.low, env.action_space.high
+    out = {}
+    try:
+        for level, noise in enumerate(noise_levels):
+            returns = []
+            for i in range(1 if noise == 0 else episodes):
+                rng = np.random.default_rng([i, level])
+                obs, total = _start_at(env, nominal.qpos[0], nominal.qvel[0], i), 0.0
+                for t in range(nominal.num_steps):
+                    action = expert.perturb(np.clip(policy(obs, t), low, high), noise, rng)
+                    obs, reward, terminated, truncated, _ = env.step(action)
+                    total += float(reward)
+                    if terminated or truncated:
+                        break
+                returns.append(total)
+            out[f"{noise:g}"] = {"returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns))}
+    finally:
+        env.close()
+    return out
+
+
+def _fig3_baselines(spec: dict, results: Path) -> dict:
+    from latentprior.data import load_dataset
+    from latentprior.experts import load_expert
+    from latentprior.latent.npmp import LinearFeedbackPolicy
+
+    data = load_result(results, "fig3__data")
+    expert = load_expert(data["spec"]["expert"], env=FIG3_ENV)
+    nominal = load_dataset(results / data["files"]["nominal"])[0]
+    feedback = LinearFeedbackPolicy.from_episode(nominal)
+    policies = {
+        "expert": lambda obs, t: expert.mean_action(obs),
+        "open loop": lambda obs, t: nominal.expert_actions[t],
+        "linear feedback": feedback.mean_action,
+    }
+    return {"policies": {name: _evaluate_fig3(policy, expert, nominal, spec["noise"], spec["episodes"])
+                         for name, policy in policies.items()}}
+
+
+def _fig3_student(spec: dict, results: Path) -> dict:
+    import time
+
+    from latentprior.data import Dataset, load_dataset
+    from latentprior.experts import load_expert
+    from latentprior.latent.npmp import StudentConfig, fit_student
+
+    data = load_result(results, "fig3__data")
+    expert = load_expert(data["spec"]["expert"], env=FIG3_ENV)
+    nominal = load_dataset(results / data["files"]["nominal"])
+    if spec["lfpc"]:
+        train = nominal
+    else:
+        noisy = load_dataset(results / data["files"]["noisy"])
+        train = Dataset(noisy.episodes[: spec["rollouts"]], noisy.metadata)
+    config = StudentConfig(**spec["config"], perturbation_std=tuple(data["delta_std"]) if spec["lfpc"] else None)
+    t0 = time.perf_counter()
+    student = fit_student(train, config, lfpc=spec["lfpc"])
+    fit_s = time.perf_counter() - t0
+    evaluation = _evaluate_fig3(lambda obs, t: student.mean_action(obs), expert, nominal[0], spec["noise"], spec["episodes"])
+    return {"fit_s": fit_s, "train_steps": train.num_steps, "final_mse": student.history["mse"][-1],
+            "history": student.history, "evaluation": evaluation}
+
+
+# ===================================================================================== compression
+def _experts(spec: dict, results: Path) -> dict:
+    """The command-conditioned expert: load it, or train it (resumable) when it is missing."""
+    from latentprior.experts.commanded import TRAINING_DEFAULTS, commanded_task, load_commanded, train_commanded
+    from latentprior.rl import SACConfig
+
+    out = Path(spec["out"])
+    task = commanded_task(spec["env_id"])
+    trained_here = not (out / "config.json").is_file()
+    if trained_here:
+        steps = spec["steps"] or task.default_steps
+        fields = {**TRAINING_DEFAULTS["sac"], "total_steps": steps, "eval_every": max(steps // 10, 1), "eval_episodes": 5,
+                  "tensorboard": False}
+        if spec["quick"]:
+            fields.update(learning_starts=500, eval_episodes=0, checkpoint_every=0)
+        train_commanded(task, SACConfig(**fields), out, progress=False, evaluate_steps=60 if spec["quick"] else None,
+                        metadata={"command": spec["command"]})
+    expert = load_commanded(out)
+    skills = json.loads((out / "skills.json").read_text()) if (out / "skills.json").is_file() else None
+    return {"trained_here": trained_here, "expert_info": expert.info, "skills": skills, "outputs": [str(out / "config.json")]}
+
+
+def _data(spec: dict, results: Path) -> dict:
+    """Noisy rollouts (BC), nominal rollouts with Jacobians (LFPC), clean references, Delta."""
+    import gymnasium as gym
+
+    from latentprior.data import load_dataset
+    from latentprior.experts.commanded import Command, collect_skills, load_commanded
+
+    env_id = spec["env_id"]
+    expert = load_commanded(load_result(results, f"experts__{env_id}")["spec"]["out"])
+    out = _runs(results, "data", env_id)
+    options = {"max_episode_steps": spec["episode_steps"], "progress": False, "command": spec["command"]}
+    # name: (skill set, episodes per skill, action noise, seed, Jacobians)
+    plan = {"train_bc": ("train", spec["rollouts"], NOISE_TRAIN, 0, False), "train_lfpc": ("train", 1, 0.0, 1, True),
+            "reference_train": ("train", spec["references"], 0.0, 2, False),
+            "reference_held_out": ("held_out", spec["references"], 0.0, 3, False)}
+    made = {name: collect_skills(expert, skills, episodes, noise_std=noise, seed=seed, jacobians=jacobians,
+                                 out=out / f"{name}.h5", **options)
+            for name, (skills, episodes, noise, seed, jacobians) in plan.items()}
+    nominal = load_dataset(out / "train_lfpc.h5")
+    total, rows = 0.0, 0
+    for k, skill in enumerate(nominal.metadata.extra["skills"]):
+        command = Command.from_dict(skill["command"], f"{out / 'train_lfpc.h5'}: skill {k}")
+        t, r = _branch_perturbation_std(expert.skill(command), lambda: gym.make(env_id, **expert.task.env_kwargs),
+                                        nominal[skill["first_episode"]], spec["delta_horizon"], spec["delta_branches"], seed=k)
+        total, rows = total + t, rows + r
+    files = {name: f"runs/data/{env_id}/{name}.h5" for name in made}
+    return {
+        "files": files, "outputs": list(files.values()),
+        "returns": {name: {"mean": float(r.returns.mean()), "std": float(r.returns.std()), "episodes": r.episodes,
+                           "steps": r.steps, "seconds": r.seconds} for name, r in made.items()},
+        "delta_std": np.sqrt(total / rows).tolist(),
+    }
+
+
+def _fit(spec: dict, results: Path) -> dict:
+    """Fit one module and score it by one-shot imitation of training and held-out skills."""
+    import time
+
+    from latentprior.data import load_dataset
+    from latentprior.experiments.npmp import imitate, summarize_imitation
+    from latentprior.latent.npmp import NPMPConfig, fit_npmp
+
+    env_id, variant = spec["env_id"], spec["variant"]
+    data = load_result(results, f"data__{env_id}")
+    train = load_dataset(results / data["files"]["train_lfpc" if spec["lfpc"] else "train_bc"])
+    config = NPMPConfig(**spec["config"], lfpc_perturbation_std=tuple(data["delta_std"]) if spec["lfpc"] else None)
+    t0 = time.perf_counter()
+    npmp = fit_npmp(train, config, lfpc=spec["lfpc"])
+    fit_s = time.perf_counter() - t0
+    module = f"runs/modules/{env_id}__{variant}"
+    npmp.save(results / module)
+    out: dict[str, Any] = {"module": module, "outputs": [module], "fit_s": fit_s, "fit_s_per_step": fit_s / config.steps,
+                           "final": {k: v[-1] for k, v in npmp.history.items() if v}}
+    t0 = time.perf_counter()
+    for skills in ("train", "held_out"):
+        imitation = imitate(npmp, load_dataset(results / data["files"][f"reference_{skills}"]), module_source=module)
+        out[skills] = {**summarize_imitation(imitation), "results": [r.to_dict() for r in imitation]}
+    out["imitate_s"] = time.perf_counter() - t0
+    return out
+
+
+def _latent_opt(spec: dict, results: Path) -> dict:
+    """Re-imitate the references the bc module fails, with latents optimised by Eq. 10."""
+    from latentprior.data import load_dataset
+    from latentprior.experiments.npmp import imitate
+    from latentprior.latent.npmp import NPMP
+
+    env_id = spec["env_id"]
+    fit = load_result(results, f"fit__{env_id}__bc")
+    data = load_result(results, f"data__{env_id}")
+    npmp = NPMP.load(results / fit["module"])
+    candidates = [(r["relative_return"], skills, r["episode"])
+                  for skills in ("train", "held_out") for r in fit[skills]["results"] if r["relative_return"] is not None]
+    failing = sorted(c for c in candidates if c[0] < FAIL_THRESHOLD)
+    chosen, rule = (failing, f"relative return < {FAIL_THRESHOLD:.0%}") if failing else (
+        sorted(candidates)[: spec["worst"]], f"none below {FAIL_THRESHOLD:.0%}: the {spec['worst']} worst")
+    rows = []
+    for skills in ("train", "held_out"):
+        indices = [episode for _, s, episode in chosen if s == skills]
+        if not indices:
+            continue
+        before = {episode: value for value, s, episode in chosen if s == skills}
+        reference = load_dataset(results / data["files"][f"reference_{skills}"])
+        for r in imitate(npmp, reference, optimize=True, optimize_steps=spec["steps"], indices=indices):
+            rows.append({"skills": skills, "episode": r.episode, "skill": r.skill, "before": before[r.episode],
+                         "after": r.relative_return, "action_mse_after": r.action_mse})
+    after = [r["after"] for r in rows if r["after"] is not None]
+    return {"rule": rule, "references": rows, "candidates": len(candidates),
+            "median_before": float(np.median([r["before"] for r in rows])) if rows else None,
+            "median_after": float(np.median(after)) if after else None}
+
+
+# ============================================================================================ reuse
+def _reuse(spec: dict, results: Path) -> dict:
+    """A high-level learner on a reuse task, from scratch or through a frozen decoder."""
+    import gymnasium as gym
+
+    from latentprior.envs import tasks
+    from latentprior.envs.make import make_vec_env
+    from latentprior.envs.motor_primitives import MotorPrimitivesWrapper
+    from latentprior.experiments.report import read_curve
+    from latentprior.experts.commanded import commanded_task
+    from latentprior.latent.npmp import NPMP
+    from latentprior.rl import PPOConfig, SACConfig, ppo, sac
+
+    env_id, steps = spec["env_id"], spec["steps"]
+    npmp = None
+    if spec["module_variant"] is not None:
+        npmp = NPMP.load(results / load_result(results, f"fit__{env_id}__{spec['module_variant']}")["module"])
+    wrapper = {"go-to-target": tasks.GoToTarget, "changing-speed": tasks.ChangingTargetSpeed}[spec["task"]]
+    env_kwargs = commanded_task(env_id).env_kwargs  # the modules' observations (Ant: 27-d)
+    episode_steps = 100 if spec["quick"] else None
+
+    def make_one() -> gym.Env:
+        env = gym.make(env_id, max_episode_steps=episode_steps, disable_env_checker=True, **env_kwargs)
+        if npmp is not None:
+            env = MotorPrimitivesWrapper(env, npmp)
+        return wrapper(env, **spec["task_kwargs"])
+
+    fields = {"total_steps": steps, "seed": spec["seed"], "eval_every": max(steps // 20, 1), "eval_episodes": 5,
+              "checkpoint_every": max(steps // 10, 1), "tensorboard": False}
+    if spec["algo"] == "ppo":
+        config, learner = PPOConfig(**fields, **({"n_steps": 256} if spec["quick"] else {})), ppo.train
+    else:
+        config, learner = SACConfig(**fields, learning_starts=200 if spec["quick"] else 10_000), sac.train
+    run_dir = _runs(results, "reuse") / f"{spec['task']}__{spec['variant']}__seed{spec['seed']}"
+    result = learner(functools.partial(make_vec_env, make_one), config, run_dir, progress=False,
+                     metadata={"task": spec["task"], "variant": spec["variant"], "env_id": env_id})
+    curve = read_curve(result.paths["metrics"], y="eval/return_mean")
+    return {"curve": {"steps": curve.steps.tolist(), "return_mean": curve.returns.tolist()},
+            "final_return_mean": float(curve.returns[-1]), "train_s": result.metrics.get("time/train_s"),
+            "steps_done": result.steps}
+
+
+# =========================================================================================== report
+def _plot_bars(groups: dict[str, dict[str, float]], path: Path, title: str, ylabel: str) -> None:
+    """Grouped bars: ``groups[group][series] = value``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from latentprior.io import atomic_path
+
+    names = list(groups)
+    series = list(dict.fromkeys(s for g in groups.values() for s in g))
+    fig, ax = plt.subplots(figsize=(7.0, 4.0), dpi=120)
+    width = 0.8 / max(len(series), 1)
+    for k, s in enumerate(series):
+        ax.bar(np.arange(len(names)) + k * width, [groups[n].get(s, np.nan) for n in names], width, label=s)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not assessable" if ok is None else ("met" if ok else "missed")
+
+
+def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[str]]:
+    from latentprior.experiments.report import Curve, plot_curves
+
+    if "fig3__data" not in runs:
+        reason = "" if ZOO_EXPERT.is_file() else f" (the SB3 zoo expert is not at {ZOO_EXPERT})"
+        return ["## fig3: single-skill validation", "", f"No results{reason}."], []
+    data = runs["fig3__data"]
+    students: dict[str, list[dict]] = {}
+    for name, r in runs.items():
+        if r["spec"]["kind"] == "fig3-student":
+            students.setdefault(r["spec"]["student"], []).append(r)
+    baselines = runs.get("fig3__baselines", {}).get("policies", {})
+    evaluations = [*baselines.values(), *(r["evaluation"] for rs in students.values() for r in rs)]
+    noise = sorted({level for evaluation in evaluations for level in evaluation}, key=float)
+    table: dict[str, dict[str, tuple[float, str]]] = {}
+    for name, evaluation in baselines.items():
+        table[name] = {n: (evaluation[n]["mean"], mean_std(evaluation[n]["returns"], 0)) for n in noise if n in evaluation}
+    # LFPC (1 rollout) first, then BC by its number of rollouts.
+    for student in sorted(students, key=lambda s: students[s][0]["spec"]["rollouts"]):
+        rs = students[student]
+        label = "LFPC, 1 rollout" if rs[0]["spec"]["lfpc"] else f"BC, {rs[0]['spec']['rollouts']} noisy rollouts"
+        table[label] = {n: (float(np.mean([r["evaluation"][n]["mean"] for r in rs])),
+                            mean_std([r["evaluation"][n]["mean"] for r in rs], 0)) for n in noise}
+    rows = [[name, *[table[name].get(n, (None, "-"))[1] for n in noise]] for name in table]
+    seeds = sorted({r["spec"]["config"]["seed"] for rs in students.values() for r in rs})
+    episodes = next((r["spec"]["episodes"] for rs in students.values() for r in rs), "?")
+    curves = {name: Curve(np.array([float(n) for n in noise]), np.array([table[name][n][0] for n in noise]))
+              for name in table if all(n in table[name] for n in noise)}
+    if curves:
+        plot_curves(curves, results / "fig3.png", title=f"{FIG3_ENV}: SB3 zoo SAC expert and its clones",
+                    xlabel="action noise std (on [-1, 1] actions)", ylabel="return")
+    fit_s = [r["fit_s"] for rs in students.values() for r in rs]
+    lines = [
+        "## fig3: single-skill validation", "",
+        f"{FIG3_ENV}, SB3 zoo SAC expert (`{ZOO_EXPERT.name}`); nominal rollout return {data['nominal_return']:,.0f}; "
+        f"noisy rollouts (noise {NOISE_TRAIN}) {data['noisy_return_mean']:,.0f} ± {data['noisy_return_std']:,.0f}. "
+        f"Every policy starts in the nominal rollout's initial state; {episodes} episodes per noise level > 0 (same noise "
+        f"for every policy), one at noise 0. Expert, open loop and linear feedback: mean ± std over episodes; students: "
+        f"mean ± std over training seeds {seeds} of each seed's mean. Delta for LFPC: per-dimension std "
+        f"{np.round(data['delta_std'], 3).tolist()} (branched noisy rollouts, {data['spec']['delta_horizon']} steps). "
+        f"Student fits took {mean_std(fit_s, 0)} s each.",
+        "",
+        markdown_table(["policy", *[f"noise {n}" for n in noise]], rows), "", "![fig3](fig3.png)",
+    ]
+    goals = []
+    lfpc, bc100 = table.get("LFPC, 1 rollout"), table.get("BC, 100 noisy rollouts")
+    high = max(noise, key=float) if noise else None
+    if lfpc and bc100 and high in lfpc and high in bc100 and bc100[high][0] > 0:
+        ratio = lfpc[high][0] / bc100[high][0]
+        goals.append(f"- fig3: LFPC from 1 rollout at noise {high}: {lfpc[high][0]:,.0f} vs BC from 100: "
+                     f"{bc100[high][0]:,.0f} = {ratio:.0%} (goal >= {GOALS['lfpc_vs_bc100']:.0%}): "
+                     f"**{_verdict(ratio >= GOALS['lfpc_vs_bc100'])}**")
+    if lfpc and "open loop" in table:
+        noisy = [n for n in noise if float(n) > 0 and n in table["open loop"]]
+        ratios = {n: table["open loop"][n][0] / lfpc[n][0] for n in noisy if lfpc[n][0] > 0}
+        ok = bool(ratios) and all(v < GOALS["open_loop_vs_lfpc"] for v in ratios.values()) if noisy else None
+        shown = ", ".join(f"noise {n}: {v:.0%}" for n, v in ratios.items())
+        goals.append(f"- fig3: open loop relative to LFPC ({shown}; 'clearly worse' = below "
+                     f"{GOALS['open_loop_vs_lfpc']:.0%} at every noise level > 0): **{_verdict(ok)}**")
+    return lines, goals
+
+
+def _report_compression(runs: dict[str, dict], results: Path) -> tuple[list[str], list[str]]:
+    fits = [r for r in runs.values() if r["spec"]["kind"] == "fit"]
+    if not fits:
+        return ["## compression", "", "No results yet."], []
+    lines, goals = ["## compression: many skills in one module", ""], []
+    for env_id in sorted({r["spec"]["env_id"] for r in fits}):
+        experts = runs.get(f"experts__{env_id}", {})
+        data = runs.get(f"data__{env_id}", {})
+        skills = experts.get("skills") or {}
+        quality = ", ".join(f"{name} {np.mean([s['task_reward_mean'] for s in v.values()]):.2f}" for name, v in skills.items())
+        lines += [f"### {env_id}", "",
+                  f"Experts: `{experts.get('spec', {}).get('out', '?')}` ({experts.get('expert_info', {}).get('steps', '?'):,} SAC "
+                  f"steps{', trained by this benchmark' if experts.get('trained_here') else ''}); mean tracking reward per "
+                  f"step of their skills (1 = exact): {quality or '-'}. Data: {data['spec']['rollouts']} noisy rollouts per "
+                  f"training skill, {data['spec']['references']} clean references per skill, episodes of "
+                  f"{data['spec']['episode_steps']} steps. Relative return: one-shot imitation's return over the reference's "
+                  "under the skill's tracking reward; median (mean) over references.", ""]
+        rows, bars = [], {}
+        for variant in VARIANTS:
+            r = runs.get(f"fit__{env_id}__{variant}")
+            if r is None:
+                continue
+            train, held = r["train"], r["held_out"]
+            rows.append([variant, VARIANTS[variant][2], _relative(train), _relative(held),
+                         f"{train['terminated']}/{held['terminated']}",                         f"{r['final'].get('mse', float('nan')):.4f}", f"{r['final'].get('kl', float('nan')):.2f}",
+                         f"{r['fit_s']:,.0f}"])
+            bars[variant] = {"training skills": train["relative_return_median"] or 0.0,
+                             "held-out skills": held["relative_return_median"] or 0.0}
+        _plot_bars(bars, results / f"compression__{env_id}.png", f"{env_id}: one-shot imitation", "median relative return")
+        lines += [markdown_table(["module", "what", "training skills", "held-out skills", "fell (train/held-out)",
+                                  "final action MSE", "final KL/step", "fit (s)"], rows),
+                  "", f"![compression](compression__{env_id}.png)", ""]
+        base = runs.get(f"fit__{env_id}__bc")
+        if base:
+            for skills, goal in (("train", GOALS["train"]), ("held_out", GOALS["held_out"])):
+                value = base[skills]["relative_return_median"]
+                goals.append(f"- compression, {env_id}, bc module, {skills.replace('_', '-')} skills: median relative return "
+                             f"{'-' if value is None else f'{value:.0%}'} (goal >= {goal:.0%}): "
+                             f"**{_verdict(None if value is None else value >= goal)}**")
+    return lines, goals
+
+
+def _relative(summary: dict) -> str:
+    median, mean = summary["relative_return_median"], summary["relative_return_mean"]
+    return "-" if median is None else f"{median:.0%} ({mean:.0%})"
+
+
+def _report_latent_opt(runs: dict[str, dict]) -> tuple[list[str], list[str]]:
+    opts = [r for r in runs.values() if r["spec"]["kind"] == "latent-opt"]
+    if not opts:
+        return ["## latent-opt", "", "No results yet."], []
+    rows = []
+    for r in opts:
+        before, after = r["median_before"], r["median_after"]
+        rows.append([r["spec"]["env_id"], r["rule"], f"{len(r['references'])} of {r['candidates']}",
+                     "-" if before is None else f"{before:.0%}", "-" if after is None else f"{after:.0%}", r["spec"]["steps"]])
+    lines = ["## latent-opt: latent optimisation of failed references (Eq. 10)", "",
+             "bc module; references chosen by their one-shot relative return; latents optimised with Adam "
+             "(lr 0.01) from the encoder's, then imitated again. The paper: median 43 % -> 78 %.", "",
+             markdown_table(["robot", "references", "count", "median before", "median after", "Adam steps"], rows)]
+    return lines, []
+
+
+def _report_reuse(runs: dict[str, dict], results: Path) -> tuple[list[str], list[str]]:
+    from latentprior.experiments.lap import steps_to_reach
+    from latentprior.experiments.report import Curve, plot_curves
+
+    reuse = [r for r in runs.values() if r["spec"]["kind"] == "reuse"]
+    if not reuse:
+        return ["## reuse", "", "No results yet."], []
+    lines, goals = ["## reuse: a high-level policy through the frozen decoder", ""], []
+    for task in sorted({r["spec"]["task"] for r in reuse}):
+        group = [r for r in reuse if r["spec"]["task"] == task]
+        by_variant: dict[str, list[dict]] = {}
+        for r in group:
+            by_variant.setdefault(r["spec"]["variant"], []).append(r)
+        curves = {v: mean_curve([Curve(np.array(r["curve"]["steps"]), np.array(r["curve"]["return_mean"])) for r in rs])
+                  for v, rs in by_variant.items()}
+        target = float(curves["scratch"].returns[-1]) if "scratch" in curves else None
+        total = float(curves["scratch"].steps[-1]) if "scratch" in curves else None
+        rows = []
+        for variant in [v for v in REUSE_VARIANTS if v in by_variant]:
+            rs = by_variant[variant]
+            reach = steps_to_reach(curves[variant], target) if target is not None else None
+            rows.append([variant, REUSE_VARIANTS[variant] or "-", ",".join(str(r["spec"]["seed"]) for r in rs),
+                         f"{max(r['steps_done'] for r in rs):,}", mean_std([r["final_return_mean"] for r in rs]),
+                         "-" if target is None else ("never" if reach is None else f"{reach:,.0f}")])
+        spec = group[0]["spec"]
+        plot_curves(curves, results / f"reuse__{task}.png", title=f"{task} ({spec['env_id']}, {spec['algo'].upper()})",
+                    ylabel="evaluation return")
+        lines += [f"### {task}: {spec['env_id']}, {spec['algo'].upper()}, task {json.dumps(spec['task_kwargs'])}", "",
+                  markdown_table(["learner", "module", "seeds", "env steps", "final return",
+                                  "steps to scratch's final return"], rows),
+                  "", f"![reuse](reuse__{task}.png)", ""]
+        if target is not None and "npmp" in curves:
+            reach = steps_to_reach(curves["npmp"], target)
+            fraction = None if reach is None else reach / total
+            # Reaching a from-scratch learner that never improved says nothing about the module.
+            learned = target > float(curves["scratch"].returns[0])
+            ok = (fraction is not None and fraction <= GOALS["reuse_fraction"]) if learned else None
+            shown = "never" if reach is None else f"at {reach:,.0f} of {total:,.0f} steps ({fraction:.0%})"
+            caveat = "" if learned else " (scratch's final return is no better than its first evaluation)"
+            goals.append(f"- reuse, {task}: through the bc module the learner reaches scratch's final return "
+                         f"{target:,.1f} {shown}{caveat} (goal <= {GOALS['reuse_fraction']:.0%}): **{_verdict(ok)}**")
+    return lines, goals
+
+
+def report(results: Path) -> str:
+    all_runs = load_results(results)
+    runs = {r["name"]: r for r in all_runs}
+    sizes = sorted({r["spec"]["size"] for r in all_runs if r["spec"]["kind"] in ("fit", "fig3-student")})
+    steps = sorted({r["spec"]["config"]["steps"] for r in all_runs if r["spec"]["kind"] == "fit"})
+    modules = ", ".join(f"`{json.dumps(SIZES[size]['npmp'])}`" for size in sizes) or "-"
+    students = ", ".join(f"`{json.dumps(SIZES[size]['student'])}`" for size in sizes) or "-"
+    notes = [f"Module size `--size {', '.join(sizes) or '-'}` (`paper`: Merel et al.'s sizes; `cpu`: the CPU configuration "
+             f"documented in `benchmarks/npmp.py`): NPMPConfig fields over the paper's defaults {modules}, "
+             f"{', '.join(map(str, steps)) or '-'} gradient steps per module; Fig. 3 students: StudentConfig fields "
+             f"{students}.", ""]
+    if any(r["spec"].get("quick") for r in all_runs):
+        notes = ["**Smoke run (`--quick`): tiny budgets that only check the pipeline; its numbers mean nothing.**", "", *notes]
+    lines = report_header("Neural probabilistic motor primitives benchmark (Merel et al. 2019)", all_runs, notes)
+    goals: list[str] = []
+    for section in (_report_fig3(runs, results), _report_compression(runs, results), _report_latent_opt(runs),
+                    _report_reuse(runs, results)):
+        lines += ["", *section[0]]
+        goals += section[1]
+    lines += ["", "## Goals", "", *(goals or ["- nothing to assess yet"])]
+    return "\n".join(lines) + "\n"
+
+
+# ============================================================================================= main
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    add("--size", choices=sorted(SIZES), default="cpu", help="module sizes: cpu (default, see above) or paper")
+    add("--workers", type=int, default=1, help="jobs in parallel, one process each (2 cores: 2)")
+    add("--results", type=Path, default=None, help="default: benchmarks/results/npmp[_quick]")
+    # fig3
+    add("--fig3-rollouts", default="100,200,500,1000", help="fig3: noisy rollouts of each BC student (the paper's)")
+    add("--fig3-noise", default="0,0.05,0.1", help="fig3: evaluation action noise levels (the paper's)")
+    add("--fig3-episodes", type=int, default=5, help="fig3: evaluation episodes per noise level > 0")
+    add("--fig3-seeds", default="0,1,2", help="fig3: training seeds of each student")
+    add("--fig3-episode-steps", type=int, default=1000, help="fig3: steps per rollout (HalfCheetah's episode)")
+    add("--student-steps", type=int, default=20_000, help="fig3: gradient steps per student")
+    # compression
+    add("--envs", default="HalfCheetah-v5,Ant-v5", help="compression / latent-opt: robots with command-conditioned experts")
+    add("--experts-dir", type=Path, default=None,
+        help="folder of <env_id>/ command-conditioned experts (default: runs/npmp_experts; --quick: inside its results)")
+    add("--expert-steps", type=int, default=None, help="SAC steps when an expert is trained here (default: the task's, 1M/3M)")
+    add("--variants", default=",".join(VARIANTS), help="compression: module variants (ablations)")
+    add("--rollouts", type=int, default=100, help="compression: noisy rollouts per training skill (the paper: 100)")
+    add("--references", type=int, default=3, help="compression: clean reference rollouts per skill to imitate")
+    add("--episode-steps", type=int, default=400, help="compression: steps per rollout and reference")
+    add("--fit-steps", type=int, default=30_000, help="compression: gradient steps per module")
+    add("--delta-horizon", type=int, default=20, help="LFPC's Delta: steps of each branched noisy rollout")
+    add("--delta-branches", type=int, default=20, help="LFPC's Delta: branched noisy rollouts per skill")
+    # latent-opt
+    add("--latent-opt-steps", type=int, default=500, help="latent-opt: Adam steps (Eq. 10)")
+    add("--latent-opt-worst", type=int, default=5, help="latent-opt: references to optimise when none falls below 50 %%")
+    # reuse
+    add("--reuse-tasks", default="go-to-target,changing-speed", help=f"reuse: subset of {','.join(REUSE_TASKS)}")
+    add("--speed-env", choices=sorted(REUSE_TASKS["changing-speed"]), default="HalfCheetah-v5",
+        help="reuse: robot of changing-speed")
+    add("--reuse-algo", choices=["ppo", "sac"], default="ppo", help="reuse: the high-level learner (SB3's defaults)")
+    add("--reuse-steps", type=int, default=1_000_000, help="reuse: environment steps per run")
+    add("--seeds", default="0,1,2", help="reuse: seeds")
+    add("--quick", action="store_true",
+        help="tiny budgets, seed 0, into benchmarks/results/npmp_quick (emptied first unless --results is given), then --report")
+    add("--report", action="store_true", help="write REPORT.md from the results and print it")
+    add("--job", help=argparse.SUPPRESS)             # a child process's single job
+    add("--parent-command", help=argparse.SUPPRESS)  # the command that launched it
+    args = parser.parse_args(argv)
+
+    if args.job:
+        run_child(json.loads(args.job), args.results, args.parent_command or command_line(), _handle)
+        return
+    if args.quick:  # tiny budgets for the flags left at their defaults
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+    for key, kind in [("parts", str), ("envs", str), ("variants", str), ("reuse_tasks", str), ("fig3_rollouts", int),
+                      ("fig3_seeds", int), ("seeds", int), ("fig3_noise", float)]:
+        setattr(args, key, csv_list(getattr(args, key), kind))
+    from latentprior.experts.commanded import COMMANDED_TASKS
+
+    for what, chosen, known in [("parts", args.parts, PARTS), ("envs", args.envs, COMMANDED_TASKS),
+                                ("variants", args.variants, VARIANTS), ("reuse tasks", args.reuse_tasks, REUSE_TASKS)]:
+        if set(chosen) - set(known):
+            parser.error(f"unknown {what} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
+    if any(n < 2 for n in args.fig3_rollouts):
+        parser.error("--fig3-rollouts are BC students' rollout counts, each >= 2 (LFPC uses the one nominal rollout)")
+    if args.quick and args.results is None:
+        shutil.rmtree(RESULTS / "npmp_quick", ignore_errors=True)  # a smoke check runs everything afresh
+    args.results = (args.results or RESULTS / ("npmp_quick" if args.quick else "npmp")).resolve()
+    args.results.mkdir(parents=True, exist_ok=True)
+
+    if not args.report or args.quick:
+        jobs = _jobs(args)
+        for job in jobs:
+            job.spec.update(size=args.size, quick=args.quick)
+        status = run_jobs(jobs, __file__, args.results, args.workers, command_line())
+        failed = sorted(name for name, s in status.items() if s in ("failed", "skipped"))
+        if failed:
+            print(f"not finished: {', '.join(failed)} (logs in {args.results / 'runs' / 'logs'})", flush=True)
+    if args.report or args.quick:
+        text = report(args.results)
+        (args.results / "REPORT.md").write_text(text)
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""AntMaze: Ant-v5's proprioception first, one task instance per seed, success at the goal."""
+
+import functools
+import importlib.util
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from latentprior.envs.antmaze import ANT_PROPRIOCEPTION, GOAL_FEATURES, AntMaze, antmaze_id, make_antmaze
+from latentprior.envs.extras import TaskError
+from latentprior.envs.latent_space import LatentSpaceWrapper
+from latentprior.envs.make import make_vec_env
+
+needs_robotics = pytest.mark.skipif(
+    importlib.util.find_spec("gymnasium_robotics") is None,
+    reason="AntMaze needs gymnasium-robotics: pip install 'latentprior[antmaze]'",
+)
+
+
+def _ant_v5():
+    return gym.make("Ant-v5", include_cfrc_ext_in_observation=False).unwrapped
+
+
+def _cell(env, xy):
+    return tuple(int(v) for v in env.unwrapped.maze.maze.cell_xy_to_rowcol(np.asarray(xy)))
+
+
+@needs_robotics
+@pytest.mark.filterwarnings("ignore:.*infinity")
+def test_passes_gymnasiums_environment_checker():
+    env = AntMaze("medium")
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+@needs_robotics
+def test_proprioception_is_the_ant_v5_observation_of_the_same_state_and_steps_like_it():
+    env, ant = AntMaze("medium", egocentric=False), _ant_v5()
+    obs, _ = env.reset(seed=3)
+    ant.reset(seed=0)
+    ant.set_state(env.data.qpos.copy(), env.data.qvel.copy())
+    np.testing.assert_array_equal(obs[ANT_PROPRIOCEPTION], ant._get_obs())
+    # Same model and frame skip: away from the walls the two simulations are the same.
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        action = rng.uniform(-1, 1, 8)
+        obs, *_ = env.step(action)
+        np.testing.assert_allclose(obs[ANT_PROPRIOCEPTION], ant.step(action)[0], atol=1e-9)
+    position = env.data.qpos[:2]
+    np.testing.assert_allclose(obs[GOAL_FEATURES], np.concatenate([position, env.goal - position]))
+    env.close()
+
+
+@needs_robotics
+def test_goal_offset_is_in_the_torsos_heading_frame():
+    env = AntMaze("medium")
+    env.reset(seed=5)
+    qpos = env.data.qpos.copy()
+    qpos[3:7] = [np.cos(1.0), 0.0, 0.0, np.sin(1.0)]  # turned 2 rad to the left
+    env.maze.ant_env.set_state(qpos, np.zeros_like(env.data.qvel))
+    obs, *_, info = env.step(np.zeros(8))
+    w, x, y, z = env.data.qpos[3:7]
+    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    assert yaw == pytest.approx(2.0, abs=0.05)
+    offset = env.goal - env.data.qpos[:2]
+    ahead, left = np.array([np.cos(yaw), np.sin(yaw)]), np.array([-np.sin(yaw), np.cos(yaw)])
+    np.testing.assert_allclose(obs[29:31], [offset @ ahead, offset @ left], atol=1e-2)
+    assert np.linalg.norm(obs[29:31]) == pytest.approx(info["distance"])
+    env.close()
+
+
+@needs_robotics
+def test_fifty_seeds_give_fifty_distinct_instances_and_a_seed_repeats_its_instance():
+    env = AntMaze("medium")
+    goals, starts = [], []
+    for seed in range(50):
+        env.reset(seed=seed)
+        goals.append(env.goal)
+        starts.append(env.data.qpos[:2].copy())
+    assert len({tuple(g.round(6)) for g in goals}) == 50
+    assert len({_cell(env, g) for g in goals}) > 5 and len({_cell(env, s) for s in starts}) > 5
+    assert all(_cell(env, g) != _cell(env, s) for g, s in zip(goals, starts))
+    env.reset(seed=7)
+    np.testing.assert_array_equal(env.goal, goals[7])
+    np.testing.assert_array_equal(env.data.qpos[:2], starts[7])
+    env.close()
+
+
+@needs_robotics
+@pytest.mark.parametrize("size", ["medium", "large"])
+def test_sparse_reward_and_success_fire_when_the_torso_is_at_the_goal(size):
+    env = make_antmaze(size)
+    assert env.spec.id == antmaze_id(size) and env.spec.max_episode_steps == 1000
+    env.reset(seed=1)
+    _, reward, terminated, _, info = env.step(np.zeros(8))
+    assert reward == 0.0 and not info["success"] and not terminated and info["distance"] > 1.0
+    maze = env.unwrapped
+    qpos, qvel = maze.data.qpos.copy(), np.zeros_like(maze.data.qvel)
+    qpos[:2] = maze.goal
+    maze.maze.ant_env.set_state(qpos, qvel)
+    _, reward, terminated, _, info = env.step(np.zeros(8))
+    assert reward == 1.0 and info["success"] and terminated and info["distance"] < 0.45
+    env.close()
+
+
+@needs_robotics
+def test_continuing_task_and_dense_reward():
+    env = AntMaze("medium", reward_type="dense", continuing_task=True)
+    env.reset(seed=1)
+    qpos = env.data.qpos.copy()
+    qpos[:2] = env.goal
+    env.maze.ant_env.set_state(qpos, np.zeros_like(env.data.qvel))
+    _, reward, terminated, _, info = env.step(np.zeros(8))
+    assert info["success"] and not terminated and reward == pytest.approx(np.exp(-info["distance"]))
+    env.close()
+
+
+@needs_robotics
+def test_vector_envs_from_the_id_or_the_factory_seed_each_instance():
+    envs = make_vec_env(antmaze_id("medium"), num_envs=2, seed=0)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 31) and not np.allclose(obs[0, GOAL_FEATURES], obs[1, GOAL_FEATURES])
+    envs.close()
+    envs = make_vec_env(functools.partial(make_antmaze, "large"), num_envs=1, seed=4)
+    assert envs.single_observation_space.shape == (31,)
+    envs.close()
+
+
+class _ZeroLowLevel:
+    """A low-level policy of Ant-v5 that records what it is shown."""
+
+    latent_dim = 4
+
+    def __init__(self):
+        ant = _ant_v5()
+        self.proprioception_space, self.action_space, self.seen = ant.observation_space, ant.action_space, []
+
+    def act(self, proprioception, targets, deterministic=True):
+        self.seen.append(proprioception)
+        return np.zeros(8)
+
+
+@needs_robotics
+def test_an_ant_v5_low_level_policy_runs_on_the_proprioception_slice():
+    low_level = _ZeroLowLevel()
+    env = LatentSpaceWrapper(AntMaze("medium"), low_level, proprioception=ANT_PROPRIOCEPTION)
+    obs, _ = env.reset(seed=0)
+    env.step(np.zeros(4))
+    np.testing.assert_array_equal(low_level.seen[0], obs[ANT_PROPRIOCEPTION])
+    env.close()
+
+
+def test_unknown_sizes_and_rewards_are_errors_that_name_the_known_ones():
+    with pytest.raises(TaskError, match="unknown AntMaze size 'huge'; known: medium, large"):
+        AntMaze("huge")
+    with pytest.raises(TaskError, match="unknown AntMaze size"):
+        antmaze_id("umaze")
+    with pytest.raises(TaskError, match="reward_type 'shaped'"):
+        AntMaze("medium", reward_type="shaped")
+
+
+def test_a_missing_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gymnasium_robotics", None)
+    with pytest.raises(TaskError, match=r"pip install 'latentprior\[antmaze\]'"):
+        AntMaze("medium")
