@@ -145,12 +145,13 @@ class _ZeroLowLevel:
 
 @needs_robotics
 def test_an_ant_v5_low_level_policy_runs_on_the_proprioception_slice():
-    low_level = _ZeroLowLevel()
-    env = LatentSpaceWrapper(AntMaze("medium"), low_level, proprioception=ANT_PROPRIOCEPTION)
-    obs, _ = env.reset(seed=0)
-    env.step(np.zeros(4))
-    np.testing.assert_array_equal(low_level.seen[0], obs[ANT_PROPRIOCEPTION])
-    env.close()
+    for explicit in (ANT_PROPRIOCEPTION, None):  # None: the task's own `proprioception` attribute
+        low_level = _ZeroLowLevel()
+        env = LatentSpaceWrapper(gym.make(antmaze_id("medium")), low_level, proprioception=explicit)
+        obs, _ = env.reset(seed=0)
+        env.step(np.zeros(4))
+        np.testing.assert_array_equal(low_level.seen[0], obs[ANT_PROPRIOCEPTION])
+        env.close()
 
 
 def test_unknown_sizes_and_rewards_are_errors_that_name_the_known_ones():

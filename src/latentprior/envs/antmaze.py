@@ -114,6 +114,9 @@ class AntMaze(gym.Env):
     :attr:`maze` is the wrapped Gymnasium-Robotics environment.
     """
 
+    #: the robot's part of the observation (what a low-level policy sees); the task's features follow
+    proprioception = ANT_PROPRIOCEPTION
+
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 20}
 
     def __init__(

@@ -144,6 +144,9 @@ class BipedalSkills(gym.Env):
     environment.
     """
 
+    #: the robot's part of the observation (what a low-level policy sees); the task's features follow
+    proprioception = PROPRIOCEPTION
+
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(

@@ -88,7 +88,8 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     :param deterministic: the low-level policy's mean action (the default) or samples from it.
     :param observe_latents: executed latents appended to the observation (>= 0).
     :param proprioception: the slice of ``env``'s observation the low-level policy sees, when the
-        task adds features of its own (a command, a goal); default: the whole observation.
+        task adds features of its own (a command, a goal); default: the task's ``proprioception``
+        attribute (AntMaze, Bipedal Skills set it), else the whole observation.
     """
 
     def __init__(
@@ -113,6 +114,8 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         space = env.observation_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise LSPError(f"LatentSpaceWrapper needs a flat Box observation space, got {space}")
+        if proprioception is None:  # a task that appends features after the robot's says where they start
+            proprioception = getattr(env.unwrapped, "proprioception", None)
         self.proprioception = proprioception if proprioception is not None else slice(0, space.shape[0])
         seen = gym.spaces.Box(space.low[self.proprioception], space.high[self.proprioception], dtype=space.dtype)
         source = "latent space wrapper: the low-level policy"
