@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -283,3 +284,37 @@ def report_header(title: str, runs: Sequence[dict[str, Any]], notes: Sequence[st
         "Commands: " + "; ".join(f"`{c}`" for c in commands) + ".",
     ]
     return lines + [""] + list(notes)
+
+
+def results_folder(results: Path | None, name: str, quick: bool) -> Path:
+    """Where a benchmark writes: ``results`` if given, else ``benchmarks/results/<name>``, or
+    ``<name>_quick`` for a smoke check (emptied first: a smoke check runs everything afresh)."""
+    default = Path(__file__).resolve().parent / "results" / (f"{name}_quick" if quick else name)
+    if quick and results is None:
+        shutil.rmtree(default, ignore_errors=True)
+    folder = Path(results or default).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def run_then_report(
+    make_jobs: Callable[[], Sequence[Job]],
+    script: str,
+    results: Path,
+    workers: int,
+    report: Callable[[Path], str],
+    *,
+    run: bool,
+    write_report: bool,
+) -> None:
+    """The end of a benchmark's ``main``: run the jobs (``run``), name those that did not finish,
+    then write ``REPORT.md`` from the results and print it (``write_report``)."""
+    if run:
+        status = run_jobs(make_jobs(), script, results, workers, command_line())
+        failed = sorted(name for name, s in status.items() if s in ("failed", "skipped"))
+        if failed:
+            print(f"not finished: {', '.join(failed)} (logs in {results / 'runs' / 'logs'})", flush=True)
+    if write_report:
+        text = report(results)
+        (results / "REPORT.md").write_text(text)
+        print(text)

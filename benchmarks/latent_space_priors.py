@@ -124,7 +124,7 @@ from typing import Any, Callable
 import numpy as np
 
 from common import (Job, command_line, csv_list, load_result, load_results, markdown_table, mean_curve, mean_std,
-                    report_header, run_child, run_jobs)
+                    report_header, results_folder, run_child, run_then_report)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -887,24 +887,16 @@ def main(argv=None) -> None:
                                 ("bisk learners", args.bisk_learners, LEARNERS), ("bisk tasks", args.bisk_tasks, BISK_TASKS)]:
         if set(chosen) - set(known):
             parser.error(f"unknown {what} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
-    if args.quick and args.results is None:
-        shutil.rmtree(RESULTS / f"{NAME}_quick", ignore_errors=True)  # a smoke check runs everything afresh
-    args.results = (args.results or RESULTS / (f"{NAME}_quick" if args.quick else NAME)).resolve()
-    args.results.mkdir(parents=True, exist_ok=True)
+    args.results = results_folder(args.results, NAME, args.quick)
 
-    if not args.report or args.quick:
+    def make_jobs() -> list[Job]:
         jobs = _jobs(args)
         for job in jobs:
             job.spec["quick"] = args.quick
-        status = run_jobs(jobs, __file__, args.results, args.workers, command_line())
-        failed = sorted(name for name, s in status.items() if s in ("failed", "skipped"))
-        if failed:
-            print(f"not finished: {', '.join(failed)} (logs in {args.results / 'runs' / 'logs'})", flush=True)
-    if args.report or args.quick:
-        text = report(args.results)
-        (args.results / "REPORT.md").write_text(text)
-        print(text)
+        return jobs
 
+    run_then_report(make_jobs, __file__, args.results, args.workers, report,
+                    run=not args.report or args.quick, write_report=args.report or args.quick)
 
 if __name__ == "__main__":
     main()
