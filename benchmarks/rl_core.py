@@ -26,11 +26,8 @@ both sides (the fastest setting for both on a small, shared machine).
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,11 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common import machine, mean_std, now
+
 ENV_ID = "HalfCheetah-v5"
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("ppo", "ppo-tuned", "sac", "ceiling")
 EVAL_EPISODES, EVAL_ENVS = 10, 5
-#: Speed ratios use only runs started at a 1-minute load average at most this (2 cores).
+#: Speed ratios use only runs that finished at a 1-minute load average at most this (2 cores).
 QUIET_LOAD = 3.0
 
 # The tuned preset: 16 EnvPool sub-environments, rollouts of 16 x 128 = 2048 steps as SB3's,
@@ -52,29 +51,6 @@ QUIET_LOAD = 3.0
 # 1,400-1,800 on two of three seeds in the first full run); with std 0.37 every seed ran upright.
 # Otherwise SB3's defaults.
 PPO_TUNED = {"num_envs": 16, "n_steps": 128, "batch_size": 256, "n_epochs": 10, "log_std_init": -1.0}
-
-
-# ------------------------------------------------------------------------------- environment facts
-def machine() -> dict:
-    """What the numbers were measured on."""
-    import gymnasium
-    import mujoco
-    import torch
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-                "mujoco": mujoco.__version__}
-    for name in ("stable_baselines3", "envpool"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "versions": versions,
-            "load_avg_1m": os.getloadavg()[0]}
 
 
 # ----------------------------------------------------------------------------------- SB3 runs
@@ -252,7 +228,7 @@ def run_job(job: dict, results: Path, eval_every: int, command: str) -> None:
     """One (part, method, seed) run, in this process; writes its JSON last."""
     from latentprior.io import atomic_write_json
 
-    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    started = now()
     if job["part"] == "ceiling" and job["method"].startswith("matmul-"):
         outcome = _matmul_ceiling(job["method"].removeprefix("matmul-"))
     elif job["part"] == "ceiling":
@@ -270,18 +246,16 @@ def run_job(job: dict, results: Path, eval_every: int, command: str) -> None:
         "final_return_std": final.get("return_std"),
         "env_id": ENV_ID,
         "started": started,
-        "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "finished": now(),
         "machine": machine(),
         "command": command,
     })
 
 
 # ------------------------------------------------------------------------------------- report
-def _mean_std(values) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    return f"{np.mean(values):,.1f} ± {np.std(values):,.1f}" if len(values) > 1 else f"{values[0]:,.1f}"
+def _quiet(run: dict) -> bool:
+    """Whether the run finished on a machine quiet enough for its speed to be compared."""
+    return run["machine"].get("load_avg_1m", 0.0) <= QUIET_LOAD
 
 
 def _time_to_reach(curve: list[dict], target: float) -> float | None:
@@ -313,24 +287,23 @@ def report(results: Path) -> str:
     for (part, method), rs in sorted(groups.items()):
         lines.append(
             f"| {part} | {method} | {','.join(str(r['seed']) for r in rs)} | {rs[0]['steps']:,} | "
-            f"{_mean_std([r['final_return_mean'] for r in rs])} | {_mean_std([r['train_s'] for r in rs])} | "
-            f"{_mean_std([r['wall_s'] for r in rs])} | {_mean_std([r['steps_per_s'] for r in rs])} | "
-            f"{_mean_std([r.get('updates_per_s') for r in rs])} |"
+            f"{mean_std([r['final_return_mean'] for r in rs])} | {mean_std([r['train_s'] for r in rs])} | "
+            f"{mean_std([r['wall_s'] for r in rs])} | {mean_std([r['steps_per_s'] for r in rs])} | "
+            f"{mean_std([r.get('updates_per_s') for r in rs])} |"
         )
     lines += ["", f"Speed ratios (ours / SB3): means over the seeds both ran with the machine's 1-minute load "
-              f"average <= {QUIET_LOAD} at the run's start (2 cores: more than ~2 runnable jobs means each run "
+              f"average <= {QUIET_LOAD} when the run finished (2 cores: more than ~2 runnable jobs means each run "
               "gets a varying share of a core, which the ratio would mix in):", ""]
     def quiet_or_all(runs):
-        quiet = [r for r in runs if r["machine"].get("load_avg_1m", 0.0) <= QUIET_LOAD]
-        return quiet or runs
+        return [r for r in runs if _quiet(r)] or runs
 
     speed = {k: np.mean([r["steps_per_s"] for r in quiet_or_all(rs)]) for k, rs in groups.items() if rs[0]["steps_per_s"]}
     for part, method, key, what in [("ppo", "ours", "steps_per_s", "PPO env steps/s incl. training"),
                                     ("sac", "ours", "updates_per_s", "SAC gradient updates/s"),
                                     ("sac", "ours-bf16", "updates_per_s", "SAC gradient updates/s, bf16 matmuls")]:
         if (part, method) in groups and (part, "sb3") in groups:
-            quiet = lambda runs: {r["seed"] for r in runs if r["machine"].get("load_avg_1m", 0.0) <= QUIET_LOAD}
-            paired = quiet(groups[(part, "sb3")]) & quiet(groups[(part, method)])
+            paired = ({r["seed"] for r in groups[(part, "sb3")] if _quiet(r)}
+                      & {r["seed"] for r in groups[(part, method)] if _quiet(r)})
             if not paired:
                 continue
             ours = np.mean([r[key] for r in groups[(part, method)] if r["seed"] in paired])
@@ -340,7 +313,7 @@ def report(results: Path) -> str:
         sb3 = groups[("ppo", "sb3")]
         target = float(np.mean([r["final_return_mean"] for r in sb3]))
         # SB3's wall-clock from its runs on a quiet machine (a loaded one would flatter the preset)
-        sb3_time = float(np.mean([r["train_s"] for r in sb3 if r["machine"].get("load_avg_1m", 0.0) <= QUIET_LOAD]))
+        sb3_time = float(np.mean([r["train_s"] for r in sb3 if _quiet(r)]))
         reach = [_time_to_reach(r["curve"], target) for r in groups[("ppo-tuned", "ours")]]
         shown = ", ".join("never" if t is None else f"{t:,.0f} s ({t / sb3_time:.2f} of SB3's {sb3_time:,.0f} s)" for t in reach)
         lines.append(f"- PPO tuned preset {PPO_TUNED}: time to SB3's final return {target:,.0f}, per seed: {shown}")
