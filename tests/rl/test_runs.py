@@ -3,10 +3,12 @@
 import csv
 import dataclasses
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
+from latentprior.envs.make import make_vec_env
 from latentprior.io import ArtifactError, LatentPriorError
 from latentprior.rl import load_policy, ppo, sac
 from latentprior.rl.checkpoint import latest_checkpoint, load_checkpoint
@@ -123,3 +125,30 @@ def test_bad_settings_fail_early_with_the_numbers(tmp_path, env_fn, tiny_ppo, ti
         sac.train(env_fn("Pendulum-v1"), dataclasses.replace(tiny_sac, tau=2.0), tmp_path, progress=False)
     with pytest.raises(ArtifactError, match="no policy found"):
         load_policy(tmp_path / "nothing-here")
+
+
+class _FallsAtTheTimeLimit(gym.Wrapper):
+    """Pendulum whose every episode terminates on the very step its time limit truncates it."""
+
+    def __init__(self, env, limit=50):
+        super().__init__(env)
+        self.limit, self.t = limit, 0
+
+    def reset(self, **kwargs):
+        self.t = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, _, _, info = self.env.step(action)
+        self.t += 1
+        end = self.t >= self.limit
+        return obs, reward, end, end, info
+
+
+def test_ppo_handles_termination_on_the_time_limit_step(tmp_path, tiny_ppo):
+    """Terminated and truncated together is a terminal state (no bootstrap), not a crash."""
+    def env_fn(num_envs, seed):
+        return make_vec_env(lambda: _FallsAtTheTimeLimit(gym.make("Pendulum-v1")), num_envs=num_envs, seed=seed)
+
+    result = ppo.train(env_fn, dataclasses.replace(tiny_ppo, total_steps=512), tmp_path / "run")
+    assert np.isfinite(result.metrics["eval/return_mean"])

@@ -240,8 +240,9 @@ def train(
                     rewards[t], dones[t] = reward, done
                     # A time limit is not a terminal state: its value is bootstrapped from the
                     # last observation, normalised with the statistics of this step.
-                    if truncated.any():
-                        timeouts = np.flatnonzero(truncated & ~terminated)
+                    # (An episode that terminates on its last allowed step is terminal, not a timeout.)
+                    timeouts = np.flatnonzero(truncated & ~terminated)
+                    if len(timeouts):
                         final = torch.as_tensor(np.stack([info["final_obs"][i] for i in timeouts]), device=device)
                         bootstraps.append((t, timeouts, normalize(final)))
                     obs = observe(obs_np)
