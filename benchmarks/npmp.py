@@ -138,17 +138,25 @@ def _jobs(args) -> list[Job]:
                   "for where it comes from: DLR-RM/rl-trained-agents, sac/HalfCheetah-v3_1)", flush=True)
         else:
             data = {"kind": "fig3-data", "expert": str(ZOO_EXPERT), "rollouts": max(args.fig3_rollouts), "seed": 0,
-                    "episode_steps": args.fig3_episode_steps, "delta_horizon": args.delta_horizon,
-                    "delta_branches": args.delta_branches}
+                    "episode_steps": args.fig3_episode_steps}
             add(Job("fig3__data", "fig3", data))
             evaluation = {"noise": args.fig3_noise, "episodes": args.fig3_episodes}
             add(Job("fig3__baselines", "fig3", {"kind": "fig3-baselines", **evaluation}, ("fig3__data",)))
+
+            def student(name: str, rollouts: int, seed: int, delta_horizon: int | None = None) -> None:
+                spec = {"kind": "fig3-student", "student": name, "rollouts": rollouts, "lfpc": delta_horizon is not None,
+                        "config": {**size["student"], "steps": args.student_steps, "seed": seed}, **evaluation}
+                if delta_horizon is not None:
+                    spec |= {"delta_horizon": delta_horizon, "delta_branches": args.delta_branches}
+                add(Job(f"fig3__{name}__seed{seed}", "fig3", spec, ("fig3__data",)))
+
             for seed in args.fig3_seeds:
-                for rollouts in [1, *args.fig3_rollouts]:
-                    student = "lfpc1" if rollouts == 1 else f"bc{rollouts}"
-                    spec = {"kind": "fig3-student", "student": student, "rollouts": rollouts, "lfpc": rollouts == 1,
-                            "config": {**size["student"], "steps": args.student_steps, "seed": seed}, **evaluation}
-                    add(Job(f"fig3__{student}__seed{seed}", "fig3", spec, ("fig3__data",)))
+                student("lfpc1", 1, seed, args.delta_horizon)
+                for rollouts in args.fig3_rollouts:
+                    student(f"bc{rollouts}", rollouts, seed)
+            # Ablation of Delta's width (seed 0): one-step transition noise, and 20-step branches.
+            for horizon in sorted({1, 20} - {args.delta_horizon}):
+                student(f"lfpc1-h{horizon}", 1, args.fig3_seeds[0], horizon)
 
     def compression(env_id: str, variants: list[str]) -> None:
         experts_dir = args.experts_dir or (args.results / "runs" / "experts" if args.quick else REPO / "runs" / "npmp_experts")
@@ -250,10 +258,7 @@ def _branch_perturbation_std(
 
 # ============================================================================================ fig3
 def _fig3_data(spec: dict, results: Path) -> dict:
-    """One nominal rollout with Jacobians, noisy rollouts, and Delta, for the zoo expert."""
-    import gymnasium as gym
-
-    from latentprior.data import load_dataset
+    """One nominal rollout with Jacobians and the noisy rollouts, for the zoo expert."""
     from latentprior.data.collect import collect
     from latentprior.experts import load_expert
 
@@ -264,14 +269,10 @@ def _fig3_data(spec: dict, results: Path) -> dict:
                       jacobians=True, out=out / "nominal.h5", progress=False, license="MIT (DLR-RM/rl-trained-agents)")
     noisy = collect(expert, FIG3_ENV, spec["rollouts"], noise_std=NOISE_TRAIN, seed=spec["seed"] + 1, num_envs=8,
                     max_episode_steps=steps, out=out / "noisy.h5", progress=False, license="MIT (DLR-RM/rl-trained-agents)")
-    episode = load_dataset(out / "nominal.h5")[0]
-    total, rows = _branch_perturbation_std(expert, lambda: gym.make(FIG3_ENV), episode, spec["delta_horizon"],
-                                           spec["delta_branches"], spec["seed"])
     return {
         "nominal_return": float(nominal.returns[0]),
         "noisy_return_mean": float(noisy.returns.mean()), "noisy_return_std": float(noisy.returns.std()),
         "collect_s": nominal.seconds + noisy.seconds, "noisy_steps": noisy.steps,
-        "delta_std": np.sqrt(total / rows).tolist(),
         "files": {"nominal": "runs/fig3/nominal.h5", "noisy": "runs/fig3/noisy.h5"},
         "outputs": ["runs/fig3/nominal.h5", "runs/fig3/noisy.h5"],
     }
@@ -320,6 +321,7 @@ def _fig3_baselines(spec: dict, results: Path) -> dict:
         "expert": lambda obs, t: expert.mean_action(obs),
         "open loop": lambda obs, t: nominal.expert_actions[t],
         "linear feedback": feedback.mean_action,
+        "linear feedback, nearest state": lambda obs, t: feedback.mean_action(obs),
     }
     return {"policies": {name: _evaluate_fig3(policy, expert, nominal, spec["noise"], spec["episodes"])
                          for name, policy in policies.items()}}
@@ -328,6 +330,8 @@ def _fig3_baselines(spec: dict, results: Path) -> dict:
 def _fig3_student(spec: dict, results: Path) -> dict:
     import time
 
+    import gymnasium as gym
+
     from latentprior.data import Dataset, load_dataset
     from latentprior.experts import load_expert
     from latentprior.latent.npmp import StudentConfig, fit_student
@@ -335,18 +339,24 @@ def _fig3_student(spec: dict, results: Path) -> dict:
     data = load_result(results, "fig3__data")
     expert = load_expert(data["spec"]["expert"], env=FIG3_ENV)
     nominal = load_dataset(results / data["files"]["nominal"])
+    delta_std = None
     if spec["lfpc"]:
         train = nominal
+        total, rows = _branch_perturbation_std(expert, lambda: gym.make(FIG3_ENV), nominal[0], spec["delta_horizon"],
+                                               spec["delta_branches"], spec["config"]["seed"])
+        delta_std = np.sqrt(total / rows)
     else:
         noisy = load_dataset(results / data["files"]["noisy"])
         train = Dataset(noisy.episodes[: spec["rollouts"]], noisy.metadata)
-    config = StudentConfig(**spec["config"], perturbation_std=tuple(data["delta_std"]) if spec["lfpc"] else None)
+    config = StudentConfig(**spec["config"], perturbation_std=None if delta_std is None else tuple(delta_std))
     t0 = time.perf_counter()
     student = fit_student(train, config, lfpc=spec["lfpc"])
     fit_s = time.perf_counter() - t0
     evaluation = _evaluate_fig3(lambda obs, t: student.mean_action(obs), expert, nominal[0], spec["noise"], spec["episodes"])
+    nominal_rms = float(np.sqrt(np.mean((student.mean_action(nominal[0].observations[:-1]) - nominal[0].expert_actions) ** 2)))
     return {"fit_s": fit_s, "train_steps": train.num_steps, "final_mse": student.history["mse"][-1],
-            "history": student.history, "evaluation": evaluation}
+            "nominal_action_rms": nominal_rms, "history": student.history, "evaluation": evaluation,
+            "delta_std": None if delta_std is None else delta_std.tolist()}
 
 
 # ===================================================================================== compression
@@ -554,13 +564,21 @@ def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[
     for name, evaluation in baselines.items():
         table[name] = {n: (evaluation[n]["mean"], mean_std(evaluation[n]["returns"], 0)) for n in noise if n in evaluation}
     # LFPC (1 rollout) first, then BC by its number of rollouts.
-    for student in sorted(students, key=lambda s: students[s][0]["spec"]["rollouts"]):
+    main_horizon = next((rs[0]["spec"]["delta_horizon"] for name, rs in students.items() if name == "lfpc1"), None)
+    for student in sorted(students, key=lambda s: (students[s][0]["spec"]["rollouts"], s)):
         rs = students[student]
-        label = "LFPC, 1 rollout" if rs[0]["spec"]["lfpc"] else f"BC, {rs[0]['spec']['rollouts']} noisy rollouts"
-        table[label] = {n: (float(np.mean([r["evaluation"][n]["mean"] for r in rs])),
-                            mean_std([r["evaluation"][n]["mean"] for r in rs], 0)) for n in noise}
+        if not rs[0]["spec"]["lfpc"]:
+            label = f"BC, {rs[0]['spec']['rollouts']} noisy rollouts"
+        elif student == "lfpc1":
+            label = "LFPC, 1 rollout"
+        else:
+            label = f"LFPC, 1 rollout, Delta from {rs[0]['spec'].get('delta_horizon')}-step branches"
+        if len(rs) == 1:
+            table[label] = {n: (rs[0]["evaluation"][n]["mean"], mean_std(rs[0]["evaluation"][n]["returns"], 0)) for n in noise}
+        else:
+            table[label] = {n: (float(np.mean([r["evaluation"][n]["mean"] for r in rs])),
+                                mean_std([r["evaluation"][n]["mean"] for r in rs], 0)) for n in noise}
     rows = [[name, *[table[name].get(n, (None, "-"))[1] for n in noise]] for name in table]
-    seeds = sorted({r["spec"]["config"]["seed"] for rs in students.values() for r in rs})
     episodes = next((r["spec"]["episodes"] for rs in students.values() for r in rs), "?")
     curves = {name: Curve(np.array([float(n) for n in noise]), np.array([table[name][n][0] for n in noise]))
               for name in table if all(n in table[name] for n in noise)}
@@ -574,9 +592,10 @@ def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[
         f"noisy rollouts (noise {NOISE_TRAIN}) {data['noisy_return_mean']:,.0f} ± {data['noisy_return_std']:,.0f}. "
         f"Every policy starts in the nominal rollout's initial state; {episodes} episodes per noise level > 0 (same noise "
         f"for every policy), one at noise 0. Expert, open loop and linear feedback: mean ± std over episodes; students: "
-        f"mean ± std over training seeds {seeds} of each seed's mean. Delta for LFPC: per-dimension std "
-        f"{np.round(data['delta_std'], 3).tolist()} (branched noisy rollouts, {data['spec']['delta_horizon']} steps). "
-        f"Student fits took {mean_std(fit_s, 0)} s each.",
+        f"mean ± std over training seeds of each seed's mean (rows from one seed show that seed's mean ± std over "
+        f"episodes). LFPC's Delta: the state deviation from the nominal after {main_horizon} steps with action noise "
+        f"{NOISE_TRAIN} (branched rollouts from nominal states; the ablation rows use 1 and 20 steps); targets "
+        f"clipped to the action bounds. Student fits took {mean_std(fit_s, 0)} s each.",
         "",
         markdown_table(["policy", *[f"noise {n}" for n in noise]], rows), "", "![fig3](fig3.png)",
     ]
@@ -753,7 +772,7 @@ def main(argv=None) -> None:
     add("--references", type=int, default=3, help="compression: clean reference rollouts per skill to imitate")
     add("--episode-steps", type=int, default=400, help="compression: steps per rollout and reference")
     add("--fit-steps", type=int, default=30_000, help="compression: gradient steps per module")
-    add("--delta-horizon", type=int, default=20, help="LFPC's Delta: steps of each branched noisy rollout")
+    add("--delta-horizon", type=int, default=5, help="LFPC's Delta: steps of each branched noisy rollout (fig3 also runs 1 and 20 as an ablation)")
     add("--delta-branches", type=int, default=20, help="LFPC's Delta: branched noisy rollouts per skill")
     # latent-opt
     add("--latent-opt-steps", type=int, default=500, help="latent-opt: Adam steps (Eq. 10)")

@@ -17,6 +17,8 @@ from latentprior.latent.npmp import (
     fit_npmp,
     gaussian_kl,
     linear_feedback_targets,
+    StudentConfig,
+    fit_student,
     optimize_latents,
     sample_prior,
 )
@@ -146,6 +148,9 @@ def test_linear_feedback_targets_are_the_expert_to_first_order():
     )
     with pytest.raises(NPMPError, match="outside the nominal"):
         policy(states[0], 16)
+    # State-indexed: near s*_5 it corrects around step 5, whatever the clock says.
+    np.testing.assert_allclose(policy(states[5] + ds[5]), policy(states[5] + ds[5], 5), rtol=1e-6)
+    np.testing.assert_array_equal(policy.nearest_step(states[[2, 9]]), [2, 9])
 
 
 def test_estimate_perturbation_std_recovers_known_noise():
@@ -165,6 +170,33 @@ def test_lfpc_from_one_rollout_generalises_better_than_bc():
     # expert correct a deviation; LFPC learnt the correction from the Jacobians.
     assert lfpc.held_out_mse < 0.6 * bc.held_out_mse
     assert lfpc.lfpc and not bc.lfpc
+
+
+def test_lfpc_student_from_one_rollout_matches_the_expert_where_bc_from_it_cannot():
+    nominal = rollouts(1, 100, 0.0, seed=0)
+    noisy = rollouts(4, 100, 0.3, seed=1)
+    std = estimate_perturbation_std(nominal[0].observations, [e.observations for e in noisy])
+    config = StudentConfig(hidden=(64, 64), learning_rate=1e-3, batch_size=128, steps=800, perturbation_std=tuple(std))
+    bc = fit_student(nominal, config)
+    lfpc = fit_student(nominal, config, lfpc=True)
+    states = np.concatenate([e.observations[:-1] for e in noisy])
+    truth = noisy.concat("expert_actions")
+
+    def error(student):
+        return float(np.mean((student.mean_action(states) - truth) ** 2))
+
+    assert error(lfpc) < 0.6 * error(bc)
+    assert lfpc.history["mse"][-1] < 0.3 * lfpc.history["mse"][0]
+
+
+def test_lfpc_targets_are_clipped_to_the_action_bounds():
+    nominal = rollouts(1, 50, 0.0, seed=0)
+    # Perturbations this large push a*_t + J_t ds far past the [-1, 1] bounds.
+    config = StudentConfig(hidden=(32,), learning_rate=1e-2, batch_size=256, steps=300, perturbation_std=(3.0,) * 4)
+    clipped = fit_student(nominal, config, lfpc=True)
+    unclipped = fit_student(nominal, dataclasses.replace(config, clip_targets=False), lfpc=True)
+    # The regression onto clipped targets has a bounded error; onto unclipped ones it does not.
+    assert clipped.history["mse"][-1] < 1.0 < unclipped.history["mse"][-1]
 
 
 def test_latent_optimisation_lowers_the_action_error(fitted):

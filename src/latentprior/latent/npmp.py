@@ -180,6 +180,10 @@ class NPMPConfig:
     lfpc_perturbation_fraction: float = 0.1
     """LFPC without ``lfpc_perturbation_std``: the std of ``Delta`` is this fraction of each state
     dimension's std over the nominal data (not from the paper, which estimated ``Delta``)."""
+    lfpc_clip_targets: bool = True
+    """LFPC: clip the linear-feedback targets ``a*_t + J_t ds`` to the action bounds. A bounded
+    expert (tanh-squashed, say) never acts outside them, so a target past a bound is further from
+    the expert's action than the bound is (not in the paper, which does not say)."""
     log_interval: int = 1000
     """Gradient steps between history entries (and held-out evaluations)."""
     seed: int = 0
@@ -465,10 +469,14 @@ def estimate_perturbation_std(
 
 
 class LinearFeedbackPolicy:
-    """The time-indexed linear-feedback policy ``a*_t + J_t (s - s*_t)`` (Eq. 6; the Fig. 3 baseline).
+    """The linear-feedback policy ``a*_k + J_k (s - s*_k)`` around a nominal rollout (Eq. 6; the Fig. 3 baseline).
 
-    It expects to be in ``s*_t`` at step ``t`` and corrects the nominal action in proportion to the
-    deviation. Actions are not clipped: clip to the action bounds (the environment usually does).
+    Time-indexed (``t`` given, ``k = t``, the paper's form for time-indexed tracking experts): it
+    expects to be in ``s*_t`` at step ``t`` and corrects the nominal action in proportion to the
+    deviation. State-indexed (``t=None``): ``k`` is the nominal step whose state is nearest to
+    ``s`` (Euclidean distance in units of each dimension's std along the rollout), which suits a
+    cyclic skill (a gait) whose phase drifts against the clock under noise. Actions are not
+    clipped: clip to the action bounds (the environment usually does).
 
     :param nominal_states: ``s*_t``, shape ``(T, obs_dim)`` or ``(T + 1, obs_dim)`` (a final
         observation without an action is ignored).
@@ -489,6 +497,8 @@ class LinearFeedbackPolicy:
                 f"nominal_states must have shape (T or T + 1, obs_dim) with T = {horizon}, got {states.shape}"
             )
         self.nominal_states, self.nominal_actions, self.jacobians = states[:horizon], actions, jac
+        spread = self.nominal_states.std(axis=0)
+        self._scale = np.where(spread > 1e-6, spread, 1.0)
 
     @classmethod
     def from_episode(cls, episode: Episode) -> "LinearFeedbackPolicy":
@@ -505,14 +515,20 @@ class LinearFeedbackPolicy:
         """Number of steps ``T`` the policy has a nominal action for."""
         return len(self.nominal_actions)
 
-    def mean_action(self, obs: np.ndarray, t: int | np.ndarray) -> np.ndarray:
-        """Action at time step(s) ``t`` in state(s) ``obs``.
+    def nearest_step(self, obs: np.ndarray) -> np.ndarray:
+        """Index of the nominal state nearest to each observation (std-scaled distance), shape ``obs.shape[:-1]``."""
+        scaled = (np.asarray(obs, dtype=np.float64) / self._scale)[..., None, :]
+        return np.argmin((((self.nominal_states / self._scale) - scaled) ** 2).sum(-1), axis=-1)
+
+    def mean_action(self, obs: np.ndarray, t: int | np.ndarray | None = None) -> np.ndarray:
+        """Action at time step(s) ``t``, or around the nearest nominal state when ``t`` is ``None``.
 
         :param obs: shape ``(obs_dim,)`` or ``(batch, obs_dim)``, raw units.
-        :param t: step index, an int or an array ``(batch,)`` in ``0 .. T - 1``.
+        :param t: step index, an int or an array ``(batch,)`` in ``0 .. T - 1``; ``None`` for
+            the state-indexed policy.
         :return: float32, shape ``(act_dim,)`` or ``(batch, act_dim)``.
         """
-        t = np.asarray(t)
+        t = self.nearest_step(obs) if t is None else np.asarray(t)
         if t.min() < 0 or t.max() >= self.horizon:
             raise NPMPError(f"time step {t.tolist()} is outside the nominal trajectory's 0 .. {self.horizon - 1}")
         ds = np.asarray(obs, dtype=np.float64) - self.nominal_states[t]
@@ -757,6 +773,12 @@ def _fit_normalisation(module: nn.Module, dataset: Dataset, action_space: gym.sp
     return obs_std
 
 
+def _clip_to_bounds(actions: torch.Tensor, action_space: gym.spaces.Box) -> torch.Tensor:
+    """Clip environment-unit actions to ``action_space``'s bounds (infinite bounds clip nothing)."""
+    low, high = (torch.as_tensor(b, dtype=actions.dtype) for b in (action_space.low, action_space.high))
+    return torch.minimum(torch.maximum(actions, low), high)
+
+
 def _perturbation_std(explicit: Sequence[float] | None, fraction: float, obs_std: np.ndarray, name: str) -> torch.Tensor:
     """The std of LFPC's ``Delta``: the one given, else ``fraction`` of each state dimension's std."""
     if explicit is None:
@@ -887,6 +909,8 @@ def fit_npmp(
             targets_b = linear_feedback_targets(
                 targets_b[:, None], jacobians_b[:, None], ds[:, :, : config.subsequence_length]
             ).flatten(0, 1)
+            if config.lfpc_clip_targets:
+                targets_b = _clip_to_bounds(targets_b, action_space)
             states_b = (states_b[:, None] + ds).flatten(0, 1)
         else:
             states_b, targets_b, _ = data.sample(config.batch_size, generator)
@@ -1007,6 +1031,9 @@ class StudentConfig:
     perturbation_fraction: float = 0.1
     """LFPC without ``perturbation_std``: the std of ``Delta`` as a fraction of each state
     dimension's std over the nominal data."""
+    clip_targets: bool = True
+    """LFPC: clip the linear-feedback targets to the action bounds (see
+    :attr:`NPMPConfig.lfpc_clip_targets`)."""
     seed: int = 0
     """Seed of the initialisation, the minibatches and the perturbations."""
 
@@ -1101,6 +1128,8 @@ def fit_student(dataset: Dataset, config: StudentConfig | None = None, lfpc: boo
         if jacobians is not None:
             ds = perturbation_std * torch.randn(states_b.shape, generator=generator)
             targets_b = linear_feedback_targets(targets_b, jacobians[index], ds)  # Eq. 8 of Merel et al. 2019
+            if config.clip_targets:
+                targets_b = _clip_to_bounds(targets_b, action_space)
             states_b = states_b + ds
         target_n = (targets_b - student.action_offset) / student.action_scale
         loss = ((student(states_b) - target_n) ** 2).mean()
