@@ -19,7 +19,8 @@ rerunning the same command continues; see ``benchmarks/common.py``):
                worse (below 80 % of LFPC's return at every noise level > 0, our threshold).
   compression  Many skills in one module. Command-conditioned experts (``<experts-dir>/<env>``,
                as ``latentprior experts train-commanded --env ENV --out <experts-dir>/ENV`` writes
-               them; trained here as a resumable job when missing) give one single-skill expert
+               them; without --experts-dir the package's shipped expert for the robot, see
+               ``shipped_commanded``; trained here as a resumable job when missing) give one single-skill expert
                per command of the ``train`` skill set. Data: --rollouts noisy rollouts (noise 0.1)
                per training skill for BC, one nominal rollout with Jacobians per skill for LFPC,
                --references clean rollouts per skill of the ``train`` and ``held_out`` sets as
@@ -77,6 +78,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from latentprior.experts.commanded import shipped_commanded
 
 from common import (Job, command_line, csv_list, load_result, load_results, markdown_table, mean_curve, mean_std,
                     report_header, results_folder, run_child, run_then_report)
@@ -159,10 +162,15 @@ def _jobs(args) -> list[Job]:
                 student(f"lfpc1-h{horizon}", 1, args.fig3_seeds[0], horizon)
 
     def compression(env_id: str, variants: list[str]) -> None:
-        experts_dir = args.experts_dir or (args.results / "runs" / "experts" if args.quick else REPO / "runs" / "npmp_experts")
+        # The expert: --experts-dir/<env>, else the one shipped in the package, else trained into runs/npmp_experts.
+        if args.experts_dir is not None:
+            expert_out = Path(args.experts_dir).resolve() / env_id
+        elif args.quick:
+            expert_out = (args.results / "runs" / "experts" / env_id).resolve()
+        else:
+            expert_out = shipped_commanded(env_id) or REPO / "runs" / "npmp_experts" / env_id
         add(Job(f"experts__{env_id}", "compression", {
-            "kind": "experts", "env_id": env_id, "out": str(Path(experts_dir).resolve() / env_id),
-            "steps": args.expert_steps}))
+            "kind": "experts", "env_id": env_id, "out": str(expert_out), "steps": args.expert_steps}))
         add(Job(f"data__{env_id}", "compression", {
             "kind": "data", "env_id": env_id, "rollouts": args.rollouts, "references": args.references,
             "episode_steps": args.episode_steps, "delta_horizon": args.delta_horizon,
@@ -765,7 +773,8 @@ def main(argv=None) -> None:
     # compression
     add("--envs", default="HalfCheetah-v5,Ant-v5", help="compression / latent-opt: robots with command-conditioned experts")
     add("--experts-dir", type=Path, default=None,
-        help="folder of <env_id>/ command-conditioned experts (default: runs/npmp_experts; --quick: inside its results)")
+        help="folder of <env_id>/ command-conditioned experts (default: the package's shipped one for the robot, "
+             "else runs/npmp_experts; --quick: inside its results)")
     add("--expert-steps", type=int, default=None, help="SAC steps when an expert is trained here (default: the task's, 1M/3M)")
     add("--variants", default=",".join(VARIANTS), help="compression: module variants (ablations)")
     add("--rollouts", type=int, default=100, help="compression: noisy rollouts per training skill (the paper: 100)")

@@ -13,6 +13,7 @@ from latentprior.data import load_dataset
 from latentprior.envs.tasks import command_observation
 from latentprior.experts import ExpertError, load_expert
 from latentprior.experts.commanded import (
+    shipped_commanded,
     COMMANDED_TASKS,
     Command,
     CommandedExpert,
@@ -20,6 +21,7 @@ from latentprior.experts.commanded import (
     collect_skills,
     commanded_task,
     episode_skill,
+    evaluate_skills,
     load_commanded,
     train_commanded,
 )
@@ -239,3 +241,13 @@ def test_command_line_trains_then_collects_a_skill_set(tmp_path, capsys):
     assert "skills are for Ant-v5" in capsys.readouterr().err
     assert main(["data", "collect", "--expert", str(out), "--env", "Ant-v5", "--out", str(tmp_path / "x.h5")]) == 2
     assert "collect its skills with --skills" in capsys.readouterr().err
+
+
+def test_shipped_halfcheetah_expert_tracks_its_skills():
+    folder = shipped_commanded("HalfCheetah-v5")
+    assert folder is not None and shipped_commanded("Walker2d-v5") is None
+    expert = load_commanded(folder)
+    report = evaluate_skills(expert, [2.0, Command(1.0, math.pi)], max_episode_steps=300)
+    # Forward at 2 m/s and backward at 1 m/s, each within 0.3 m/s over a 300-step episode.
+    assert all(skill["velocity_error"] < 0.3 for skill in report.values()), report
+    assert json.loads((folder / "training.json").read_text())["metadata"]["command"].startswith("latentprior experts")

@@ -70,6 +70,7 @@ __all__ = [
     "CommandedExpert",
     "SkillExpert",
     "load_commanded",
+    "shipped_commanded",
     "train_commanded",
     "evaluate_skills",
     "collect_skills",
@@ -448,6 +449,19 @@ class SkillExpert(Expert):
         config, _, _ = load_artifact(directory, cls.kind)
         command = Command.from_dict(config.get("command"), f"{directory / 'config.json'}: field 'command'")
         return CommandedExpert.load(directory / "commanded").skill(command)
+
+
+def shipped_commanded(env_id: str) -> Path | None:
+    """Folder of the command-conditioned expert shipped in the package for ``env_id``, or ``None``.
+
+    ``latentprior/assets/experts/commanded/<env_id>/`` holds the expert the benchmarks use
+    (``training.json``: the command and settings that trained it; ``skills.json``: its tracking
+    per skill). Load it with :func:`load_commanded`.
+    """
+    from importlib.resources import files
+
+    folder = Path(str(files("latentprior") / "assets" / "experts" / "commanded" / env_id))
+    return folder if (folder / "config.json").is_file() else None
 
 
 def load_commanded(path: str | os.PathLike) -> CommandedExpert:
