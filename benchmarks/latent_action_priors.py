@@ -154,7 +154,27 @@ def _goal_lines(env_id: str, finals: dict, curves: dict) -> list[str]:
     return lines
 
 
-def report(results: Path) -> str:
+def _demonstration_level(results: Path, env_id: str, data: Path, allow_pickle: bool) -> dict | None:
+    """The demonstration's reward level (its gait cycle replayed open loop, 10 episodes), cached in
+    ``demonstration__<env>.json``; computed only with ``--allow-pickle`` (it reads the demonstration)."""
+    from latentprior.experiments.lap import LAPExperiment, plan_lap_experiment, replay_reference_cycle
+
+    path = results / f"demonstration__{env_id}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    if not allow_pickle or env_id not in DEMONSTRATIONS or not (data / DEMONSTRATIONS[env_id]).is_file():
+        return None
+    plan = plan_lap_experiment(LAPExperiment(env_id=env_id, variant="ppo+style", demonstration=str(data / DEMONSTRATIONS[env_id]),
+                                             allow_pickle=True))
+    level = {**replay_reference_cycle(plan.cycle, env_id, episodes=10, env_kwargs=plan.env_kwargs),
+             "cycle": {"start": plan.cycle.start, "length": plan.cycle.length}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(level, indent=1))
+    tmp.replace(path)
+    return level
+
+
+def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
     from latentprior.experiments.lap import steps_to_reach
     from latentprior.experiments.report import markdown_table, plot_curves
 
@@ -179,7 +199,9 @@ def report(results: Path) -> str:
         "Final task return: each run's last evaluation (deterministic episodes), mean ± std over seeds. "
         "Steps to reach PPO's final return: first evaluation at which the variant's mean curve (over seeds) "
         "reaches the final value of PPO's mean curve. `bc` trains without environment steps; its row is "
-        "its single evaluation.",
+        "its single evaluation. The demonstration row is the paper's reference gait cycle's actions replayed "
+        "open loop from reset (10 episodes): the demonstration's reward level for an open-loop expert (HalfCheetah's "
+        "oscillator), a lower bound for a closed-loop one.",
     ]
     if shaped:
         lines += ["", f"**Caveat**: the evaluations of {', '.join(shaped)} logged no task return, so their figures "
@@ -204,6 +226,10 @@ def report(results: Path) -> str:
         ppo_curves = {v: c for v, c in curves.items() if v != "bc"}
         reference = {"bc": float(curves["bc"].returns[-1])} if "bc" in curves else None
         plot_curves(ppo_curves, results / plot, title=heading, ylabel="task return", reference=reference)
+        level = _demonstration_level(results, env_id, data, allow_pickle) if not task else None
+        if level is not None:
+            rows.append([f"demonstration (its {level['cycle']['length']}-step cycle replayed open loop)", "-", "-",
+                         f"{level['mean']:,.1f} ± {level['std']:,.1f}", "-"])
         lines += ["", f"## {heading}", "",
                   markdown_table(["variant", "seeds", "env steps", "final task return", "steps to reach PPO's final return"], rows),
                   "", f"![learning curves]({plot})"]
@@ -269,7 +295,7 @@ def main(argv=None) -> None:
                 name, code, seconds = future.result()
                 print(f"{name}: {'finished' if code == 0 else f'FAILED (exit {code})'} in {seconds:,.0f} s", flush=True)
     if args.report or args.quick:
-        text = report(results)
+        text = report(results, args.data, args.allow_pickle)
         (results / "REPORT.md").write_text(text)
         print(text)
 

@@ -16,6 +16,7 @@ from latentprior.experiments.lap import (
     load_demonstrations,
     observation_layout,
     plan_lap_experiment,
+    replay_reference_cycle,
     run_lap_experiment,
 )
 from latentprior.io import ArtifactError, LatentPriorError, read_json
@@ -88,6 +89,19 @@ def test_observation_layout_matches_the_simulator(shared_data, stem, env_id):
     np.testing.assert_allclose(obs[layout.joints], data.qpos[JOINT_QPOS[env_id.split("-")[0]]])
     assert obs[layout.x_velocity] == pytest.approx(data.qvel[0])
     env.close()
+
+
+def test_replaying_the_reference_cycle_measures_the_demonstrations_reward_level(cheetah):
+    path, dataset, _ = cheetah
+    plan = plan_lap_experiment(experiment(path, variant="ppo+style"), dataset)
+    level = replay_reference_cycle(plan.cycle, "HalfCheetah-v5", episodes=2, env_kwargs={"max_episode_steps": 200})
+    assert level["lengths"] == [200, 200] and level["mean"] == pytest.approx(np.mean(level["returns"]))
+    # The paper's HalfCheetah demonstration is an open-loop oscillator: replayed, it runs forward.
+    speed = dataset[0].observations[:, 8].mean()  # forward velocity, about 2.4 m/s
+    assert level["mean"] > 0.5 * speed * 200, (level, speed)
+    no_actions = dataclasses.replace(plan.cycle, actions=None)
+    with pytest.raises(LatentPriorError, match="no actions"):
+        replay_reference_cycle(no_actions, "HalfCheetah-v5")
 
 
 def test_transfer_task_tracks_a_multiple_of_the_demonstrations_speed(cheetah):

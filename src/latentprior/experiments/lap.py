@@ -81,6 +81,7 @@ __all__ = [
     "ReferenceCycle",
     "reference_cycle",
     "demonstration_speed",
+    "replay_reference_cycle",
     "LAPPlan",
     "plan_lap_experiment",
     "lap_wrappers",
@@ -441,6 +442,36 @@ def demonstration_speed(dataset: Dataset, env: gym.Env) -> float:
     if "qvel" in dataset.fields:
         return float(dataset.concat("qvel")[:, 0].mean())
     return float(dataset.concat("observations")[:, observation_layout(env).x_velocity].mean())
+
+
+def replay_reference_cycle(
+    cycle: ReferenceCycle, env_id: str, episodes: int = 10, seed: int = 0, env_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The demonstration's reward level, measured: its gait cycle's actions replayed open loop.
+
+    Each episode resets the environment (seed ``seed + i``) and executes ``cycle.actions`` over
+    and over, ``actions[t mod length]``, until the episode ends: the reference-torque playback
+    without any learning. For a demonstration from an open-loop expert (the paper's HalfCheetah
+    oscillators) this is the expert; for a closed-loop expert it is a lower bound, since nothing
+    corrects a drift.
+
+    :return: ``returns`` (per episode, the environment's reward), ``mean``, ``std``, ``lengths``.
+    """
+    if cycle.actions is None:
+        raise LatentPriorError("the reference cycle has no actions to replay (the demonstration is state-only)")
+    env = gym.make(env_id, **(env_kwargs or {}))
+    returns, lengths = [], []
+    try:
+        for i in range(episodes):
+            env.reset(seed=seed + i)
+            total, t, done = 0.0, 0, False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(cycle.actions[t % cycle.length].astype(np.float32))
+                total, t, done = total + float(reward), t + 1, terminated or truncated
+            returns.append(total), lengths.append(t)
+    finally:
+        env.close()
+    return {"returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns)), "lengths": lengths}
 
 
 # -------------------------------------------------------------------------------------- planning
