@@ -6,8 +6,12 @@ rerunning the same command continues; see ``benchmarks/common.py``):
 
   fig3         Single-skill validation (the paper's Fig. 3) with the SB3 zoo HalfCheetah expert
                (``../shared/data/sb3_zoo/sac_HalfCheetah-v3.zip``; the part is skipped with a
-               message when the file is absent). Policies: the expert; the open-loop nominal
-               actions; the linear-feedback policy around one nominal rollout (Eq. 6); a student
+               message when the file is absent), and again (job prefix ``fig3cmd``, BC from the
+               fewest rollouts only) with one skill of the shipped command-conditioned PPO expert,
+               forward at 2 m/s, scored by that skill's tracking reward: a smoother expert, to
+               tell LFPC's limits from this expert's. Policies: the expert; the open-loop nominal
+               actions; the linear-feedback policy around one nominal rollout (Eq. 6), indexed by
+               time and by the nearest nominal state; a student
                network trained by LFPC from that one rollout (Eq. 8); students trained by BC from
                --fig3-rollouts noisy rollouts (DART-like: executed actions with noise 0.1, targets
                the expert's mean actions, Eq. 4). Each is run from the nominal rollout's initial
@@ -89,6 +93,13 @@ REPO = HERE.parent
 RESULTS = HERE / "results"
 ZOO_EXPERT = REPO.parent / "shared" / "data" / "sb3_zoo" / "sac_HalfCheetah-v3.zip"
 FIG3_ENV = "HalfCheetah-v5"
+#: Fig. 3 is run for two experts of FIG3_ENV: the SB3 zoo SAC expert (returns: the environment's
+#: reward), and one skill of the project's shipped command-conditioned PPO expert (returns: the
+#: skill's tracking reward, at most 1 per step). Job-name prefix -> (title, command or None).
+FIG3_SETUPS = {
+    "fig3": ("SB3 zoo SAC expert (`sac_HalfCheetah-v3.zip`, ReLU 256 x 256)", None),
+    "fig3cmd": ("the shipped command-conditioned PPO expert (tanh 256 x 256), skill: forward at 2 m/s", {"speed": 2.0, "heading": 0.0}),
+}
 PARTS = ("fig3", "compression", "latent-opt", "reuse")
 
 #: Module sizes: NPMPConfig and StudentConfig fields (see the module docstring).
@@ -136,26 +147,36 @@ def _jobs(args) -> list[Job]:
         jobs.setdefault(job.name, job)
 
     if "fig3" in args.parts:
-        if not ZOO_EXPERT.is_file():
-            print(f"fig3 skipped: the SB3 zoo HalfCheetah expert is not at {ZOO_EXPERT} (see ../shared/data/MANIFEST.md "
-                  "for where it comes from: DLR-RM/rl-trained-agents, sac/HalfCheetah-v3_1)", flush=True)
-        else:
-            data = {"kind": "fig3-data", "expert": str(ZOO_EXPERT), "rollouts": max(args.fig3_rollouts), "seed": 0,
-                    "episode_steps": args.fig3_episode_steps}
-            add(Job("fig3__data", "fig3", data))
+        for prefix, (_, command) in FIG3_SETUPS.items():
+            if command is None and not ZOO_EXPERT.is_file():
+                print(f"fig3 (zoo expert) skipped: the SB3 zoo HalfCheetah expert is not at {ZOO_EXPERT} (see "
+                      "../shared/data/MANIFEST.md for where it comes from: DLR-RM/rl-trained-agents, sac/HalfCheetah-v3_1)",
+                      flush=True)
+                continue
+            if command is not None and shipped_commanded(FIG3_ENV) is None:
+                continue
+            expert = str(ZOO_EXPERT) if command is None else str(shipped_commanded(FIG3_ENV))
+            # The zoo setup keeps its original job specs (no "data"/"command" keys) so its results stay valid.
+            data = {"kind": "fig3-data", "expert": expert, "rollouts": max(args.fig3_rollouts), "seed": 0,
+                    "episode_steps": args.fig3_episode_steps, **({} if command is None else {"skill": command})}
+            link = {} if command is None else {"data": f"{prefix}__data"}
+            add(Job(f"{prefix}__data", "fig3", data))
             evaluation = {"noise": args.fig3_noise, "episodes": args.fig3_episodes}
-            add(Job("fig3__baselines", "fig3", {"kind": "fig3-baselines", **evaluation}, ("fig3__data",)))
+            add(Job(f"{prefix}__baselines", "fig3", {"kind": "fig3-baselines", **evaluation, **link}, (f"{prefix}__data",)))
 
             def student(name: str, rollouts: int, seed: int, delta_horizon: int | None = None) -> None:
                 spec = {"kind": "fig3-student", "student": name, "rollouts": rollouts, "lfpc": delta_horizon is not None,
-                        "config": {**size["student"], "steps": args.student_steps, "seed": seed}, **evaluation}
+                        "config": {**size["student"], "steps": args.student_steps, "seed": seed}, **evaluation, **link}
                 if delta_horizon is not None:
                     spec |= {"delta_horizon": delta_horizon, "delta_branches": args.delta_branches}
-                add(Job(f"fig3__{name}__seed{seed}", "fig3", spec, ("fig3__data",)))
+                add(Job(f"{prefix}__{name}__seed{seed}", "fig3", spec, (f"{prefix}__data",)))
 
+            # The commanded setup answers one question (does LFPC work for a smoother expert?): BC from
+            # the fewest rollouts only.
+            bc_rollouts = args.fig3_rollouts if command is None else [min(args.fig3_rollouts)]
             for seed in args.fig3_seeds:
                 student("lfpc1", 1, seed, args.delta_horizon)
-                for rollouts in args.fig3_rollouts:
+                for rollouts in bc_rollouts:
                     student(f"bc{rollouts}", rollouts, seed)
             # Ablation of Delta's width (seed 0): one-step transition noise, and 20-step branches.
             for horizon in sorted({1, 20} - {args.delta_horizon}):
@@ -265,36 +286,57 @@ def _branch_perturbation_std(
 
 
 # ============================================================================================ fig3
-def _fig3_data(spec: dict, results: Path) -> dict:
-    """One nominal rollout with Jacobians and the noisy rollouts, for the zoo expert."""
-    from latentprior.data.collect import collect
+def _fig3_expert(data_spec: dict) -> tuple[Any, list[Callable]]:
+    """A Fig. 3 setup's single-skill expert and the wrappers of its environment (the skill's task reward)."""
     from latentprior.experts import load_expert
+    from latentprior.experts.commanded import Command, load_commanded
 
-    out = _runs(results, "fig3")
-    expert = load_expert(spec["expert"], env=FIG3_ENV)
+    if data_spec.get("skill") is None:
+        return load_expert(data_spec["expert"], env=FIG3_ENV), []
+    commanded = load_commanded(data_spec["expert"])
+    command = Command.from_dict(data_spec["skill"], "fig3 skill command")
+    return commanded.skill(command), [commanded.task.wrapper(command)]
+
+
+def _fig3_env(wrappers: list[Callable], **make_kwargs: Any):
+    import gymnasium as gym
+
+    env = gym.make(FIG3_ENV, **make_kwargs)
+    for wrap in wrappers:
+        env = wrap(env)
+    return env
+
+
+def _fig3_data(spec: dict, results: Path) -> dict:
+    """One nominal rollout with Jacobians and the noisy rollouts of a setup's expert."""
+    from latentprior.data.collect import collect
+
+    folder = "fig3" if spec.get("skill") is None else "fig3cmd"
+    out = _runs(results, folder)
+    expert, wrappers = _fig3_expert(spec)
+    license = "MIT (DLR-RM/rl-trained-agents)" if spec.get("skill") is None else "latentprior (generated)"
     steps = spec["episode_steps"]
     nominal = collect(expert, FIG3_ENV, 1, noise_std=0.0, seed=spec["seed"], num_envs=1, max_episode_steps=steps,
-                      jacobians=True, out=out / "nominal.h5", progress=False, license="MIT (DLR-RM/rl-trained-agents)")
+                      jacobians=True, out=out / "nominal.h5", progress=False, license=license, wrappers=wrappers)
     noisy = collect(expert, FIG3_ENV, spec["rollouts"], noise_std=NOISE_TRAIN, seed=spec["seed"] + 1, num_envs=8,
-                    max_episode_steps=steps, out=out / "noisy.h5", progress=False, license="MIT (DLR-RM/rl-trained-agents)")
+                    max_episode_steps=steps, out=out / "noisy.h5", progress=False, license=license, wrappers=wrappers)
     return {
         "nominal_return": float(nominal.returns[0]),
         "noisy_return_mean": float(noisy.returns.mean()), "noisy_return_std": float(noisy.returns.std()),
         "collect_s": nominal.seconds + noisy.seconds, "noisy_steps": noisy.steps,
-        "files": {"nominal": "runs/fig3/nominal.h5", "noisy": "runs/fig3/noisy.h5"},
-        "outputs": ["runs/fig3/nominal.h5", "runs/fig3/noisy.h5"],
+        "files": {"nominal": f"runs/{folder}/nominal.h5", "noisy": f"runs/{folder}/noisy.h5"},
+        "outputs": [f"runs/{folder}/nominal.h5", f"runs/{folder}/noisy.h5"],
     }
 
 
-def _evaluate_fig3(policy: Callable, expert, nominal, noise_levels: list[float], episodes: int) -> dict:
+def _evaluate_fig3(policy: Callable, expert, nominal, noise_levels: list[float], episodes: int,
+                   wrappers: list[Callable] = ()) -> dict:
     """Returns of ``policy(obs, t)`` from the nominal's initial state under each action noise level.
 
     Episode ``i`` at a noise level draws the same noise for every policy (seeded by ``(i, level)``),
     so policies are compared on the same perturbations. Noise 0 is deterministic: one episode.
     """
-    import gymnasium as gym
-
-    env = gym.make(FIG3_ENV, max_episode_steps=nominal.num_steps)
+    env = _fig3_env(list(wrappers), max_episode_steps=nominal.num_steps)
     low, high = env.action_space.low, env.action_space.high
     out = {}
     try:
@@ -318,11 +360,10 @@ def _evaluate_fig3(policy: Callable, expert, nominal, noise_levels: list[float],
 
 def _fig3_baselines(spec: dict, results: Path) -> dict:
     from latentprior.data import load_dataset
-    from latentprior.experts import load_expert
     from latentprior.latent.npmp import LinearFeedbackPolicy
 
-    data = load_result(results, "fig3__data")
-    expert = load_expert(data["spec"]["expert"], env=FIG3_ENV)
+    data = load_result(results, spec.get("data", "fig3__data"))
+    expert, wrappers = _fig3_expert(data["spec"])
     nominal = load_dataset(results / data["files"]["nominal"])[0]
     feedback = LinearFeedbackPolicy.from_episode(nominal)
     policies = {
@@ -331,13 +372,14 @@ def _fig3_baselines(spec: dict, results: Path) -> dict:
         "linear feedback": feedback.mean_action,
         "linear feedback, nearest state": lambda obs, t: feedback.mean_action(obs),
     }
-    return {"policies": {name: _evaluate_fig3(policy, expert, nominal, spec["noise"], spec["episodes"])
+    return {"policies": {name: _evaluate_fig3(policy, expert, nominal, spec["noise"], spec["episodes"], wrappers)
                          for name, policy in policies.items()},
             "linearisation": _linearisation_error(expert, nominal, spec.get("delta_horizons", [1, 5, 20]),
-                                                  spec.get("delta_branches", 20))}
+                                                  spec.get("delta_branches", 20), wrappers)}
 
 
-def _linearisation_error(expert, nominal, horizons: list[int], branches: int, samples: int = 2000) -> dict:
+def _linearisation_error(expert, nominal, horizons: list[int], branches: int, wrappers: list[Callable] = (),
+                         samples: int = 2000) -> dict:
     """How well ``a*_t + J_t ds`` predicts the expert at ``s*_t + ds``, ``ds ~ Delta``, for each Delta.
 
     For each branch horizon: rms error of the (clipped) linear-feedback action against the expert's
@@ -345,15 +387,13 @@ def _linearisation_error(expert, nominal, horizons: list[int], branches: int, sa
     feedback). A ratio near 1 means the linearisation carries no more of the expert's response
     than the nominal action does: LFPC's targets are then no better than BC from the nominal alone.
     """
-    import gymnasium as gym
-
     from latentprior.latent.npmp import linear_feedback_targets
 
     rng = np.random.default_rng(0)
     states, actions, jacobians = nominal.observations[:-1], nominal.expert_actions, nominal.jacobians
     out = {}
     for horizon in horizons:
-        total, rows = _branch_perturbation_std(expert, lambda: gym.make(FIG3_ENV), nominal, horizon, branches, 0)
+        total, rows = _branch_perturbation_std(expert, lambda: _fig3_env(list(wrappers)), nominal, horizon, branches, 0)
         std = np.sqrt(total / rows)
         index = rng.integers(0, len(states), samples)
         ds = std * rng.standard_normal((samples, states.shape[1]))
@@ -367,19 +407,16 @@ def _linearisation_error(expert, nominal, horizons: list[int], branches: int, sa
 def _fig3_student(spec: dict, results: Path) -> dict:
     import time
 
-    import gymnasium as gym
-
     from latentprior.data import Dataset, load_dataset
-    from latentprior.experts import load_expert
     from latentprior.latent.npmp import StudentConfig, fit_student
 
-    data = load_result(results, "fig3__data")
-    expert = load_expert(data["spec"]["expert"], env=FIG3_ENV)
+    data = load_result(results, spec.get("data", "fig3__data"))
+    expert, wrappers = _fig3_expert(data["spec"])
     nominal = load_dataset(results / data["files"]["nominal"])
     delta_std = None
     if spec["lfpc"]:
         train = nominal
-        total, rows = _branch_perturbation_std(expert, lambda: gym.make(FIG3_ENV), nominal[0], spec["delta_horizon"],
+        total, rows = _branch_perturbation_std(expert, lambda: _fig3_env(wrappers), nominal[0], spec["delta_horizon"],
                                                spec["delta_branches"], spec["config"]["seed"])
         delta_std = np.sqrt(total / rows)
     else:
@@ -389,7 +426,8 @@ def _fig3_student(spec: dict, results: Path) -> dict:
     t0 = time.perf_counter()
     student = fit_student(train, config, lfpc=spec["lfpc"])
     fit_s = time.perf_counter() - t0
-    evaluation = _evaluate_fig3(lambda obs, t: student.mean_action(obs), expert, nominal[0], spec["noise"], spec["episodes"])
+    evaluation = _evaluate_fig3(lambda obs, t: student.mean_action(obs), expert, nominal[0], spec["noise"], spec["episodes"],
+                                wrappers)
     nominal_rms = float(np.sqrt(np.mean((student.mean_action(nominal[0].observations[:-1]) - nominal[0].expert_actions) ** 2)))
     return {"fit_s": fit_s, "train_steps": train.num_steps, "final_mse": student.history["mse"][-1],
             "nominal_action_rms": nominal_rms, "history": student.history, "evaluation": evaluation,
@@ -583,18 +621,20 @@ def _verdict(ok: bool | None) -> str:
     return "not assessable" if ok is None else ("met" if ok else "missed")
 
 
-def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[str]]:
+def _report_fig3(runs: dict[str, dict], results: Path, prefix: str = "fig3") -> tuple[list[str], list[str]]:
     from latentprior.experiments.report import Curve, plot_curves
 
-    if "fig3__data" not in runs:
-        reason = "" if ZOO_EXPERT.is_file() else f" (the SB3 zoo expert is not at {ZOO_EXPERT})"
-        return ["## fig3: single-skill validation", "", f"No results{reason}."], []
-    data = runs["fig3__data"]
+    title, command = FIG3_SETUPS[prefix]
+    heading = f"## fig3: single-skill validation, {title}"
+    if f"{prefix}__data" not in runs:
+        reason = "" if command is not None or ZOO_EXPERT.is_file() else f" (the SB3 zoo expert is not at {ZOO_EXPERT})"
+        return [heading, "", f"No results{reason}."], []
+    data = runs[f"{prefix}__data"]
     students: dict[str, list[dict]] = {}
     for name, r in runs.items():
-        if r["spec"]["kind"] == "fig3-student":
+        if r["spec"]["kind"] == "fig3-student" and name.startswith(f"{prefix}__"):
             students.setdefault(r["spec"]["student"], []).append(r)
-    baselines = runs.get("fig3__baselines", {}).get("policies", {})
+    baselines = runs.get(f"{prefix}__baselines", {}).get("policies", {})
     evaluations = [*baselines.values(), *(r["evaluation"] for rs in students.values() for r in rs)]
     noise = sorted({level for evaluation in evaluations for level in evaluation}, key=float)
     table: dict[str, dict[str, tuple[float, str]]] = {}
@@ -620,12 +660,13 @@ def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[
     curves = {name: Curve(np.array([float(n) for n in noise]), np.array([table[name][n][0] for n in noise]))
               for name in table if all(n in table[name] for n in noise)}
     if curves:
-        plot_curves(curves, results / "fig3.png", title=f"{FIG3_ENV}: SB3 zoo SAC expert and its clones",
+        plot_curves(curves, results / f"{prefix}.png", title=f"{FIG3_ENV}: {title.split(' (')[0]} and its clones",
                     xlabel="action noise std (on [-1, 1] actions)", ylabel="return")
     fit_s = [r["fit_s"] for rs in students.values() for r in rs]
     lines = [
-        "## fig3: single-skill validation", "",
-        f"{FIG3_ENV}, SB3 zoo SAC expert (`{ZOO_EXPERT.name}`); nominal rollout return {data['nominal_return']:,.0f}; "
+        heading, "",
+        f"{FIG3_ENV}, {title}" + ("" if command is None else "; returns are the skill's tracking reward (at most 1 per step)") +
+        f"; nominal rollout return {data['nominal_return']:,.0f}; "
         f"noisy rollouts (noise {NOISE_TRAIN}) {data['noisy_return_mean']:,.0f} ± {data['noisy_return_std']:,.0f}. "
         f"Every policy starts in the nominal rollout's initial state; {episodes} episodes per noise level > 0 (same noise "
         f"for every policy), one at noise 0. Expert, open loop and linear feedback: mean ± std over episodes; students: "
@@ -634,9 +675,9 @@ def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[
         f"{NOISE_TRAIN} (branched rollouts from nominal states; the ablation rows use 1 and 20 steps); targets "
         f"clipped to the action bounds. Student fits took {mean_std(fit_s, 0)} s each.",
         "",
-        markdown_table(["policy", *[f"noise {n}" for n in noise]], rows), "", "![fig3](fig3.png)",
+        markdown_table(["policy", *[f"noise {n}" for n in noise]], rows), "", f"![{prefix}]({prefix}.png)",
     ]
-    linearisation = runs.get("fig3__baselines", {}).get("linearisation")
+    linearisation = runs.get(f"{prefix}__baselines", {}).get("linearisation")
     if linearisation:
         lines += ["", "How far the linearisation holds: at states ``s*_t + ds``, ``ds ~ Delta`` (2,000 samples), the rms "
                   "error against the expert's mean action of the linear-feedback action (clipped to the bounds) and of "
@@ -649,7 +690,7 @@ def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[
     high = max(noise, key=float) if noise else None
     if lfpc and bc100 and high in lfpc and high in bc100 and bc100[high][0] > 0:
         ratio = lfpc[high][0] / bc100[high][0]
-        goals.append(f"- fig3: LFPC from 1 rollout at noise {high}: {lfpc[high][0]:,.0f} vs BC from 100: "
+        goals.append(f"- {prefix} ({title.split(' (')[0]}): LFPC from 1 rollout at noise {high}: {lfpc[high][0]:,.0f} vs BC from 100: "
                      f"{bc100[high][0]:,.0f} = {ratio:.0%} (goal >= {GOALS['lfpc_vs_bc100']:.0%}): "
                      f"**{_verdict(ratio >= GOALS['lfpc_vs_bc100'])}**")
     if lfpc and "open loop" in table:
@@ -657,7 +698,7 @@ def _report_fig3(runs: dict[str, dict], results: Path) -> tuple[list[str], list[
         ratios = {n: table["open loop"][n][0] / lfpc[n][0] for n in noisy if lfpc[n][0] > 0}
         ok = bool(ratios) and all(v < GOALS["open_loop_vs_lfpc"] for v in ratios.values()) if noisy else None
         shown = ", ".join(f"noise {n}: {v:.0%}" for n, v in ratios.items())
-        goals.append(f"- fig3: open loop relative to LFPC ({shown}; 'clearly worse' = below "
+        goals.append(f"- {prefix} ({title.split(' (')[0]}): open loop relative to LFPC ({shown}; 'clearly worse' = below "
                      f"{GOALS['open_loop_vs_lfpc']:.0%} at every noise level > 0): **{_verdict(ok)}**")
     return lines, goals
 
@@ -784,8 +825,8 @@ def report(results: Path) -> str:
         notes = ["**Smoke run (`--quick`): tiny budgets that only check the pipeline; its numbers mean nothing.**", "", *notes]
     lines = report_header("Neural probabilistic motor primitives benchmark (Merel et al. 2019)", all_runs, notes)
     goals: list[str] = []
-    for section in (_report_fig3(runs, results), _report_compression(runs, results), _report_latent_opt(runs),
-                    _report_reuse(runs, results)):
+    for section in (*(_report_fig3(runs, results, prefix) for prefix in FIG3_SETUPS), _report_compression(runs, results),
+                    _report_latent_opt(runs), _report_reuse(runs, results)):
         lines += ["", *section[0]]
         goals += section[1]
     lines += ["", "## Goals", "", *(goals or ["- nothing to assess yet"])]
