@@ -52,8 +52,13 @@ def _data_collect(args: argparse.Namespace) -> None:
     from latentprior.experts.base import check_expert_spaces
 
     if args.skills is not None:
-        from latentprior.experts.commanded import collect_skills, load_commanded
+        from latentprior.experts.commanded import collect_skills, load_commanded, shipped_commanded
 
+        if args.expert == "default":
+            if shipped_commanded(args.env) is None:
+                raise ExpertError(f"no command-conditioned expert ships for {args.env}; train one with "
+                                  f"'latentprior experts train-commanded --env {args.env}' and pass its folder")
+            args.expert = str(shipped_commanded(args.env))
         commanded = load_commanded(args.expert)
         if commanded.task.env_id != args.env:
             raise ExpertError(f"{args.expert}: the expert's skills are for {commanded.task.env_id}, not --env {args.env}")
@@ -365,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.set_defaults(func=_data_info)
     p = data.add_parser("collect", help="roll an expert out with action noise into a dataset")
-    p.add_argument("--expert", required=True, help="expert artifact directory, an SB3 zoo .zip, or 'default'")
+    p.add_argument("--expert", required=True, help="expert artifact directory, an SB3 zoo .zip, or 'default' (the "
+                   "shipped expert of --env; with --skills its shipped command-conditioned expert)")
     p.add_argument("--env", required=True, help="Gymnasium environment id, e.g. HalfCheetah-v5")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--noise", type=float, default=0.1, help="action-noise std on the [-1, 1] action scale (Merel et al. 2019 use 0.1)")

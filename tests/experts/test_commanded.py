@@ -251,3 +251,13 @@ def test_shipped_halfcheetah_expert_tracks_its_skills():
     # Forward at 2 m/s and backward at 1 m/s, each within 0.3 m/s over a 300-step episode.
     assert all(skill["velocity_error"] < 0.3 for skill in report.values()), report
     assert json.loads((folder / "training.json").read_text())["metadata"]["command"].startswith("latentprior experts")
+
+
+def test_command_line_collects_the_shipped_experts_skills(tmp_path, capsys):
+    data = tmp_path / "skills.h5"
+    assert main(["data", "collect", "--expert", "default", "--env", "HalfCheetah-v5", "--skills", "held_out",
+                 "--episodes", "1", "--max-episode-steps", "5", "--num-envs", "1", "--out", str(data), "--quiet"]) == 0
+    assert len(load_dataset(data)) == len(COMMANDED_TASKS["HalfCheetah-v5"].skills("held_out"))
+    assert main(["data", "collect", "--expert", "default", "--env", "Walker2d-v5", "--skills", "train",
+                 "--out", str(tmp_path / "x.h5")]) == 2
+    assert "no command-conditioned expert ships for Walker2d-v5" in capsys.readouterr().err
