@@ -7,7 +7,8 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
   demos           State-only Ant-v5 demonstrations of diverse locomotion (the 27-d observation
                   without contact forces, plus ``qpos``/``qvel``) from the command-conditioned Ant
                   expert ``<experts-dir>/Ant-v5`` (as ``latentprior experts train-commanded --env
-                  Ant-v5 --out <experts-dir>/Ant-v5`` writes it; the job fails, saying how to train
+                  Ant-v5 --out <experts-dir>/Ant-v5`` writes it; without --experts-dir the package's
+                  shipped one, ``shipped_commanded``, when there is one; the job fails, saying how to train
                   it, when it is missing: this script trains no experts). Training episodes: every
                   skill of the expert's ``train`` set (8 headings x 2 speeds) --demo-skill-episodes
                   times, plus --demo-switching episodes whose command (speed and heading drawn from
@@ -123,6 +124,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from latentprior.experts.commanded import shipped_commanded
+
 from common import (Job, command_line, csv_list, load_result, load_results, markdown_table, mean_curve, mean_std,
                     report_header, results_folder, run_child, run_then_report)
 
@@ -229,7 +232,9 @@ def _jobs(args) -> list[Job]:
                 needs = () if learner == "scratch" else (f"prior__{robot}", f"low-level__{robot}")
                 add(Job(f"{task}__{learner}__seed{seed}", part, spec, needs))
 
-    ant_expert = Path(args.experts_dir).resolve() / ANT
+    # --experts-dir/Ant-v5, else the expert shipped in the package, else the folder benchmarks/npmp.py trains into.
+    ant_expert = (Path(args.experts_dir).resolve() / ANT if args.experts_dir is not None
+                  else shipped_commanded(ANT) or REPO / "runs" / "npmp_experts" / ANT)
     # --random-demos (smoke runs) stands in for a missing expert only.
     ant_demos = {"expert": str(ant_expert), "random": args.random_demos and not (ant_expert / "config.json").is_file(),
                  "skill_episodes": args.demo_skill_episodes,
@@ -825,8 +830,9 @@ def main(argv=None) -> None:
     add("--results", type=Path, default=None, help=f"default: benchmarks/results/{NAME}[_quick]")
     add("--seeds", default="0,1,2", help="seeds of every high-level learner")
     # demonstrations
-    add("--experts-dir", type=Path, default=REPO / "runs" / "npmp_experts",
-        help="folder holding the command-conditioned Ant expert as Ant-v5/ (benchmarks/npmp.py's default folder)")
+    add("--experts-dir", type=Path, default=None,
+        help="folder holding the command-conditioned Ant expert as Ant-v5/ (default: the package's shipped one, "
+             "else runs/npmp_experts, benchmarks/npmp.py's folder)")
     add("--demo-skill-episodes", type=int, default=3, help="demos: episodes per skill of the expert's train set (16 skills)")
     add("--demo-switching", type=int, default=40, help="demos: training episodes whose command changes every 100-300 steps")
     add("--held-out-switching", type=int, default=4, help="demos: held-out switching episodes (beside the 8 held-out skills)")
