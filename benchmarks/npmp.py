@@ -621,6 +621,14 @@ def _verdict(ok: bool | None) -> str:
     return "not assessable" if ok is None else ("met" if ok else "missed")
 
 
+def _shown_path(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return path
+
+
 def _report_fig3(runs: dict[str, dict], results: Path, prefix: str = "fig3") -> tuple[list[str], list[str]]:
     from latentprior.experiments.report import Curve, plot_curves
 
@@ -714,7 +722,8 @@ def _report_compression(runs: dict[str, dict], results: Path) -> tuple[list[str]
         skills = experts.get("skills") or {}
         quality = ", ".join(f"{name} {np.mean([s['task_reward_mean'] for s in v.values()]):.2f}" for name, v in skills.items())
         lines += [f"### {env_id}", "",
-                  f"Experts: `{experts.get('spec', {}).get('out', '?')}` ({experts.get('expert_info', {}).get('steps', '?'):,} SAC "
+                  f"Experts: `{_shown_path(experts.get('spec', {}).get('out', '?'))}` ({experts.get('expert_info', {}).get('steps', '?'):,} "
+                  f"{experts.get('expert_info', {}).get('algo', 'RL').upper()} "
                   f"steps{', trained by this benchmark' if experts.get('trained_here') else ''}); mean tracking reward per "
                   f"step of their skills (1 = exact): {quality or '-'}. Data: {data['spec']['rollouts']} noisy rollouts per "
                   f"training skill, {data['spec']['references']} clean references per skill, episodes of "
