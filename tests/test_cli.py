@@ -49,3 +49,19 @@ def test_lap_lists_variants_and_rejects_unknown_ones(tmp_path, capsys):
 def test_unknown_config_field_is_named(tmp_path, capsys):
     assert main(["train", "--env", "Pendulum-v1", "--algo", "ppo", "--steps", "10", "--out", str(tmp_path / "r"), "--set", "nonsense=1"]) == 2
     assert "no field(s) nonsense" in capsys.readouterr().err
+
+
+def test_data_collect_rolls_a_set_of_experts_into_one_dataset(tmp_path, shared_data):
+    from latentprior.data import load_dataset
+
+    zoo = shared_data / "sb3_zoo" / "sac_HalfCheetah-v3.zip"
+    out = tmp_path / "set.h5"
+    assert main(["data", "collect", "--expert", "default", "--expert", str(zoo), "--env", "HalfCheetah-v5",
+                 "--episodes", "2", "--max-episode-steps", "5", "--num-envs", "1", "--out", str(out), "--quiet"]) == 0
+    dataset = load_dataset(out)
+    skills = dataset.metadata.extra["skills"]
+    assert len(dataset) == 4 and [s["name"] for s in skills] == ["default", "sac_HalfCheetah-v3"]
+    assert [s["first_episode"] for s in skills] == [0, 2] and skills[1]["expert"] == str(zoo)
+    assert dataset[0].expert_actions is not None
+    assert main(["data", "collect", "--expert", "default", "--expert", "default", "--env", "HalfCheetah-v5",
+                 "--skills", "train", "--out", str(tmp_path / "x.h5")]) == 2

@@ -47,11 +47,14 @@ def _data_info(args: argparse.Namespace) -> None:
 
 def _data_collect(args: argparse.Namespace) -> None:
     from latentprior.data import format_summary, load_dataset
-    from latentprior.data.collect import collect
+    from latentprior.data.collect import collect, collect_experts
     from latentprior.experts import CommandedExpert, ExpertError, default_expert, load_expert
     from latentprior.experts.base import check_expert_spaces
 
+    if len(args.expert) > 1 and args.skills is not None:
+        raise ExpertError("--skills rolls out one command-conditioned expert's skills; give one --expert with it")
     if args.skills is not None:
+        args.expert = args.expert[0]
         from latentprior.experts.commanded import collect_skills, load_commanded, shipped_commanded
 
         if args.expert == "default":
@@ -70,24 +73,22 @@ def _data_collect(args: argparse.Namespace) -> None:
         print(format_summary(load_dataset(result.path).summary()))
         print(result)
         return
-    expert = default_expert(args.env) if args.expert == "default" else load_expert(args.expert)
-    if isinstance(expert, CommandedExpert):
-        raise ExpertError(f"{args.expert}: a command-conditioned expert; collect its skills with --skills train (or held_out)")
-    check_expert_spaces(expert, args.env, str(args.expert))
-    result = collect(
-        expert,
-        args.env,
-        episodes=args.episodes,
-        noise_std=args.noise,
-        seed=args.seed,
-        num_envs=args.num_envs,
-        max_episode_steps=args.max_episode_steps,
-        jacobians=args.jacobians,
-        out=args.out,
-        progress=not args.quiet,
-        command=_command_line(),
-        license=args.license,
-    )
+    experts = {}
+    for path in args.expert:
+        expert = default_expert(args.env) if path == "default" else load_expert(path)
+        if isinstance(expert, CommandedExpert):
+            raise ExpertError(f"{path}: a command-conditioned expert; collect its skills with --skills train (or held_out)")
+        check_expert_spaces(expert, args.env, str(path))
+        name = Path(path).stem if path != "default" else "default"
+        experts[name if name not in experts else f"{name}_{len(experts)}"] = expert
+    options = dict(episodes=args.episodes, noise_std=args.noise, seed=args.seed, num_envs=args.num_envs,
+                   max_episode_steps=args.max_episode_steps, jacobians=args.jacobians, out=args.out,
+                   progress=not args.quiet, command=_command_line(), license=args.license)
+    if len(experts) == 1:
+        result = collect(next(iter(experts.values())), args.env, **options)
+    else:  # several single-skill experts: one dataset, each expert a skill (extra["skills"])
+        sources = dict(zip(experts, args.expert))
+        result = collect_experts(experts, args.env, labels={n: {"expert": str(sources[n])} for n in experts}, **options)
     print(format_summary(load_dataset(result.path).summary()))
     print(result)
 
@@ -370,8 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.set_defaults(func=_data_info)
     p = data.add_parser("collect", help="roll an expert out with action noise into a dataset")
-    p.add_argument("--expert", required=True, help="expert artifact directory, an SB3 zoo .zip, or 'default' (the "
-                   "shipped expert of --env; with --skills its shipped command-conditioned expert)")
+    p.add_argument("--expert", required=True, action="append",
+                   help="expert artifact directory, an SB3 zoo .zip, or 'default' (the shipped expert of --env; with "
+                        "--skills its shipped command-conditioned expert); repeat it to roll out a set of single-skill "
+                        "experts into one dataset, --episodes each")
     p.add_argument("--env", required=True, help="Gymnasium environment id, e.g. HalfCheetah-v5")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--noise", type=float, default=0.1, help="action-noise std on the [-1, 1] action scale (Merel et al. 2019 use 0.1)")

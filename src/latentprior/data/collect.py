@@ -21,6 +21,7 @@ import dataclasses
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -32,7 +33,7 @@ from latentprior.data.dataset import FIELDS, DatasetError, DatasetMetadata, Epis
 from latentprior.data.hdf5 import DatasetWriter
 from latentprior.io import check_space
 
-__all__ = ["collect", "CollectResult"]
+__all__ = ["collect", "collect_experts", "CollectResult"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,3 +260,81 @@ def _rollouts(
                     flush=True,
                 )
     return returns, steps, time.perf_counter() - start
+
+
+def collect_experts(
+    experts: Mapping[str, Any],
+    env_id: str,
+    episodes: int,
+    noise_std: float = 0.1,
+    seed: int = 0,
+    num_envs: int = 8,
+    max_episode_steps: int | None = None,
+    jacobians: bool = False,
+    out: str | os.PathLike = "experts.h5",
+    progress: bool = True,
+    license: str = "",
+    command: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    wrappers: Mapping[str, Sequence[Callable[[gym.Env], gym.Env]]] | None = None,
+    labels: Mapping[str, Mapping[str, Any]] | None = None,
+    source: str = "latentprior.data.collect_experts",
+    extra: Mapping[str, Any] | None = None,
+) -> CollectResult:
+    """Roll out a set of single-skill experts into one dataset: the NPMP paper's training data.
+
+    Each expert is rolled out ``episodes`` times with :func:`collect` (noisy executed ``actions``,
+    the expert's mean ``expert_actions``, ``jacobians`` if asked); expert ``k`` (in the mapping's
+    order) owns episodes ``k * episodes`` to ``(k + 1) * episodes - 1``, and its resets and noise
+    derive from ``(seed, k)``. The metadata's ``extra["skills"]`` lists each expert's ``name``,
+    ``first_episode`` and ``episodes`` plus its ``labels`` (a command, a source file, ...).
+
+    :param experts: skill name -> expert; every expert must fit ``env_id``'s spaces.
+    :param env_id: Gymnasium environment id shared by the experts.
+    :param episodes: episodes per expert (Merel et al. 2019: 100 noisy rollouts for cloning; one
+        noise-free rollout with ``jacobians=True`` for LFPC).
+    :param wrappers: per skill name, the wrappers of its environment (a skill's own task reward,
+        say); ``None`` for none.
+    :param labels: per skill name, JSON-able facts added to its ``extra["skills"]`` entry.
+    :param source: the metadata's ``source``.
+    :param extra: further JSON-able metadata for ``extra``.
+    Other parameters as :func:`collect`.
+    :return: the :class:`CollectResult` of the whole file (written only when all experts are done).
+    """
+    from latentprior.data.hdf5 import load_dataset
+
+    if not experts:
+        raise DatasetError("collect_experts needs at least one expert")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    command = command if command is not None else shlex.join(sys.argv)
+    listing, returns, steps = [], [], 0
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.experts.", dir=out.parent) as tmp:
+        parts = []
+        for k, (name, expert) in enumerate(experts.items()):
+            result = collect(
+                expert, env_id, episodes, noise_std=noise_std, seed=int(np.random.SeedSequence([seed, k]).generate_state(1)[0]),
+                num_envs=num_envs, max_episode_steps=max_episode_steps, jacobians=jacobians, out=Path(tmp) / f"{k}.h5",
+                progress=False, license=license, command=command, env_kwargs=env_kwargs, wrappers=(wrappers or {}).get(name, ()),
+            )
+            parts.append(result.path)
+            listing.append({"name": name, **dict((labels or {}).get(name, {})), "first_episode": k * episodes, "episodes": episodes})
+            returns.append(result.returns)
+            steps += result.steps
+            if progress:
+                print(f"[collect] skill {k + 1}/{len(experts)} {name}: return {result.returns.mean():8.1f}  {result.steps} steps"
+                      f"  {time.perf_counter() - start:6.1f} s", flush=True)
+        first = load_dataset(parts[0])
+        kept = {key: first.metadata.extra[key] for key in ("noise_std", "num_envs", "max_episode_steps", "jacobians")}
+        metadata = DatasetMetadata(
+            env_id=env_id, observation_space=first.metadata.observation_space, action_space=first.metadata.action_space,
+            source=source, license=license, command=command, env_kwargs=dict(env_kwargs or {}),
+            extra={**kept, "seed": seed, **dict(extra or {}), "skills": listing},
+        )
+        with DatasetWriter(out, metadata) as writer:
+            for k, part in enumerate(parts):
+                for episode in first if k == 0 else load_dataset(part):
+                    writer.add(episode)
+    all_returns = np.concatenate(returns)
+    return CollectResult(out, len(all_returns), steps, all_returns, time.perf_counter() - start)

@@ -40,10 +40,6 @@ import dataclasses
 import functools
 import math
 import os
-import shlex
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -647,60 +643,19 @@ def collect_skills(
     :param command: the command line to record; defaults to this process's.
     :return: the :class:`~latentprior.data.collect.CollectResult` of the whole file.
     """
-    from latentprior.data import DatasetMetadata, DatasetWriter, load_dataset
-    from latentprior.data.collect import CollectResult, collect
+    from latentprior.data.collect import collect_experts
 
     task = expert.task
     commands = _skill_commands(task, skills)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    command = command if command is not None else shlex.join(sys.argv)
-    listing, returns, steps = [], [], 0
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.skills.", dir=out.parent) as tmp:
-        parts = []
-        for k, (name, skill_command) in enumerate(commands.items()):
-            result = collect(
-                expert.skill(skill_command), task.env_id, episodes, noise_std=noise_std,
-                seed=int(np.random.SeedSequence([seed, k]).generate_state(1)[0]), num_envs=num_envs,
-                max_episode_steps=max_episode_steps, jacobians=jacobians, out=Path(tmp) / f"{k}.h5", progress=False,
-                license=license, command=command, env_kwargs=task.env_kwargs, wrappers=[task.wrapper(skill_command)],
-            )
-            parts.append(result.path)
-            listing.append({"name": name, "command": skill_command.to_dict(), "first_episode": k * episodes, "episodes": episodes})
-            returns.append(result.returns)
-            steps += result.steps
-            if progress:
-                print(
-                    f"[collect_skills] skill {k + 1}/{len(commands)} {name}: return {result.returns.mean():8.1f}"
-                    f"  {result.steps} steps  {time.perf_counter() - start:6.1f} s",
-                    flush=True,
-                )
-        first = load_dataset(parts[0])
-        extra = {key: first.metadata.extra[key] for key in ("noise_std", "num_envs", "max_episode_steps", "jacobians")}
-        metadata = DatasetMetadata(
-            env_id=task.env_id,
-            observation_space=first.metadata.observation_space,
-            action_space=first.metadata.action_space,
-            source="latentprior.experts.collect_skills: commanded expert",
-            license=license,
-            command=command,
-            env_kwargs=dict(task.env_kwargs),
-            extra={
-                **extra,
-                "seed": seed,
-                "expert_kind": SkillExpert.kind,
-                "expert_info": dict(expert.info),
-                "commanded_task": task.to_dict(),
-                "skills": listing,
-            },
-        )
-        with DatasetWriter(out, metadata) as writer:
-            for k, part in enumerate(parts):
-                for episode in first if k == 0 else load_dataset(part):
-                    writer.add(episode)
-    all_returns = np.concatenate(returns)
-    return CollectResult(out, len(all_returns), steps, all_returns, time.perf_counter() - start)
+    return collect_experts(
+        {name: expert.skill(c) for name, c in commands.items()}, task.env_id, episodes, noise_std=noise_std, seed=seed,
+        num_envs=num_envs, max_episode_steps=max_episode_steps, jacobians=jacobians, out=out, progress=progress,
+        license=license, command=command, env_kwargs=task.env_kwargs,
+        wrappers={name: [task.wrapper(c)] for name, c in commands.items()},
+        labels={name: {"command": c.to_dict()} for name, c in commands.items()},
+        source="latentprior.experts.collect_skills: commanded expert",
+        extra={"expert_kind": SkillExpert.kind, "expert_info": dict(expert.info), "commanded_task": task.to_dict()},
+    )
 
 
 def episode_skill(metadata: "DatasetMetadata", index: int) -> tuple[str, Command, CommandedTask] | None:
