@@ -152,3 +152,14 @@ def test_ppo_handles_termination_on_the_time_limit_step(tmp_path, tiny_ppo):
 
     result = ppo.train(env_fn, dataclasses.replace(tiny_ppo, total_steps=512), tmp_path / "run")
     assert np.isfinite(result.metrics["eval/return_mean"])
+
+
+def test_ppo_target_kl_stops_the_epochs_early(tmp_path, env_fn, tiny_ppo):
+    full = ppo.train(env_fn("Pendulum-v1"), dataclasses.replace(tiny_ppo, total_steps=512, eval_every=0), tmp_path / "a")
+    early = ppo.train(env_fn("Pendulum-v1"), dataclasses.replace(tiny_ppo, total_steps=512, eval_every=0, target_kl=1e-9),
+                      tmp_path / "b")
+    # 2 rollouts of 256 steps, 2 epochs of 4 minibatches each: 16 updates without a KL limit.
+    assert full.metrics["train/n_updates"] == 16
+    assert early.metrics["train/n_updates"] < 16
+    with pytest.raises(LatentPriorError, match="target_kl"):
+        ppo.train(env_fn("Pendulum-v1"), dataclasses.replace(tiny_ppo, target_kl=0.0), tmp_path / "c")

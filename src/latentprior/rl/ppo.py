@@ -70,6 +70,10 @@ class PPOConfig(RunConfig):
     """weight of the value loss"""
     max_grad_norm: float = 0.5
     """global gradient-norm clipping"""
+    target_kl: float | None = None
+    """stop a rollout's remaining epochs once a minibatch's approximate KL divergence from the
+    rollout's policy exceeds ``1.5 * target_kl`` (SB3's ``target_kl``); ``None``: never. Keeps
+    updates small once the policy's std has shrunk, where a few gradient steps move it far."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """hidden layers of the actor and of the critic (separate networks)"""
     activation: str = "tanh"
@@ -150,6 +154,8 @@ def _check(config: PPOConfig) -> None:
         )
     if config.matmul_precision == "bf16":
         raise LatentPriorError("PPOConfig: matmul_precision 'bf16' is for SAC's wide networks; PPO's are call-bound")
+    if config.target_kl is not None and not config.target_kl > 0:
+        raise LatentPriorError(f"PPOConfig: target_kl must be > 0 or None, got {config.target_kl}")
     if config.batch_size > rollout:
         raise LatentPriorError(
             f"PPOConfig: batch_size {config.batch_size} exceeds the rollout of n_steps * num_envs = {rollout}"
@@ -270,7 +276,10 @@ def train(
 
             # ------------------------------------------------ optimise the clipped surrogate
             stats, log_ratios, extra_stats = [], [], {}
+            kl_stop = False
             for _ in range(c.n_epochs):
+                if kl_stop:
+                    break
                 shuffled = data[torch.randperm(T * n_envs, device=device)]
                 for start in range(0, T * n_envs, c.batch_size):
                     mb_obs, mb_raw, mb_act, mb_logp, mb_adv, mb_ret, mb_val = shuffled[start:start + c.batch_size].split(widths, 1)
@@ -279,6 +288,11 @@ def train(
                         mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
                     dist = actor(mb_obs)
                     log_ratio = dist.log_prob(mb_act) - mb_logp
+                    if c.target_kl is not None:
+                        with torch.no_grad():
+                            kl_stop = float(((log_ratio.exp() - 1) - log_ratio).mean()) > 1.5 * c.target_kl
+                        if kl_stop:
+                            break
                     ratio = log_ratio.exp()
                     policy_loss = -torch.min(mb_adv * ratio, mb_adv * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)).mean()
                     value_loss = F.mse_loss(critic(mb_obs).view(-1), mb_ret)
