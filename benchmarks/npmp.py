@@ -398,7 +398,8 @@ def _linearisation_error(expert, nominal, horizons: list[int], branches: int, wr
         index = rng.integers(0, len(states), samples)
         ds = std * rng.standard_normal((samples, states.shape[1]))
         truth = expert.mean_action((states[index] + ds).astype(np.float32))
-        feedback = np.clip(linear_feedback_targets(actions[index], jacobians[index], ds), -1.0, 1.0)
+        feedback = np.clip(linear_feedback_targets(actions[index], jacobians[index], ds),
+                           expert.action_space.low, expert.action_space.high)
         lf, ol = (float(np.sqrt(np.mean((x - truth) ** 2))) for x in (feedback, actions[index]))
         out[str(horizon)] = {"delta_std": std.tolist(), "rms_linear_feedback": lf, "rms_open_loop": ol, "ratio": lf / ol}
     return out

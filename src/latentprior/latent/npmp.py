@@ -499,6 +499,7 @@ class LinearFeedbackPolicy:
         self.nominal_states, self.nominal_actions, self.jacobians = states[:horizon], actions, jac
         spread = self.nominal_states.std(axis=0)
         self._scale = np.where(spread > 1e-6, spread, 1.0)
+        self._scaled_states = self.nominal_states / self._scale  # for nearest_step, called every step
 
     @classmethod
     def from_episode(cls, episode: Episode) -> "LinearFeedbackPolicy":
@@ -518,7 +519,7 @@ class LinearFeedbackPolicy:
     def nearest_step(self, obs: np.ndarray) -> np.ndarray:
         """Index of the nominal state nearest to each observation (std-scaled distance), shape ``obs.shape[:-1]``."""
         scaled = (np.asarray(obs, dtype=np.float64) / self._scale)[..., None, :]
-        return np.argmin((((self.nominal_states / self._scale) - scaled) ** 2).sum(-1), axis=-1)
+        return np.argmin(((self._scaled_states - scaled) ** 2).sum(-1), axis=-1)
 
     def mean_action(self, obs: np.ndarray, t: int | np.ndarray | None = None) -> np.ndarray:
         """Action at time step(s) ``t``, or around the nearest nominal state when ``t`` is ``None``.
