@@ -233,7 +233,7 @@ def test_command_line_trains_then_collects_a_skill_set(tmp_path, capsys):
     assert main(["data", "collect", "--expert", str(out), "--env", "Ant-v5", "--skills", "held_out", "--episodes", "1",
                  "--max-episode-steps", "4", "--num-envs", "1", "--out", str(data), "--quiet"]) == 0
     dataset = load_dataset(data)
-    assert len(dataset) == 8 and dataset.metadata.env_kwargs == {"include_cfrc_ext_in_observation": False}
+    assert len(dataset) == 8 and dataset.metadata.env_kwargs == COMMANDED_TASKS["Ant-v5"].env_kwargs
     assert dataset[0].observations.shape == (5, 27)
     assert [s["name"] for s in dataset.metadata.extra["skills"]] == list(COMMANDED_TASKS["Ant-v5"].skills("held_out"))
     assert main(["data", "collect", "--expert", str(out), "--env", "HalfCheetah-v5", "--skills", "train",
