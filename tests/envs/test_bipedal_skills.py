@@ -1,12 +1,15 @@
-"""Bipedal Skills behind Gymnasium: the new step API, seeding, the observation layout, sparse rewards, falls."""
+"""Bipedal Skills behind Gymnasium: the new step API, seeding, the observation layout, sparse rewards, falls,
+and simulator states set from the proprioception (reenactment, kinematic rendering)."""
 
 import importlib.util
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from latentprior.data import Dataset, DatasetMetadata, Episode
 from latentprior.envs.bipedal_skills import (
     PROPRIOCEPTION,
     ROBOTS,
@@ -18,6 +21,8 @@ from latentprior.envs.bipedal_skills import (
 from latentprior.envs.extras import TaskError
 from latentprior.envs.latent_space import LatentSpaceWrapper
 from latentprior.envs.make import make_vec_env
+from latentprior.envs.reenactment import LowLevelConfig, ReenactmentEnv, StateLayout, Tracking, encode_references
+from latentprior.latent.lsp import VAEConfig, default_state_groups, fit_vae
 
 needs_bisk = pytest.mark.skipif(
     importlib.util.find_spec("bisk") is None,
@@ -144,6 +149,82 @@ def test_a_low_level_policy_runs_on_the_proprioception_slice():
     env.step(np.zeros(4))
     np.testing.assert_array_equal(low_level.seen[0], obs[PROPRIOCEPTION])
     env.close()
+
+
+def _rollout(env, seed: int, steps: int) -> Episode:
+    """Random actions from a seeded reset: the observations (all of them) and the actions."""
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    observations, actions = [obs], []
+    for _ in range(steps):
+        actions.append(env.action_space.sample())
+        observations.append(env.step(actions[-1])[0])
+    return Episode(observations=np.array(observations), actions=np.array(actions))
+
+
+def test_the_proprioception_is_positions_then_velocities_for_every_robot():
+    for robot in ROBOTS:
+        assert default_state_groups(bipedal_skills_id("Gaps", robot), 17) == {"positions": slice(0, 8), "velocities": slice(8, 17)}
+        assert default_state_groups(bipedal_skills_id("Gaps", robot), 61) == {}  # the whole observation is no state
+
+
+@needs_bisk
+@pytest.mark.parametrize("robot, omitted", [("Walker", 1), ("HalfCheetah", 0)])
+def test_a_state_set_from_the_proprioception_is_observed_back_with_the_root_x_at_zero(robot, omitted):
+    env = gym.make(bipedal_skills_id("VelocityControl", robot), allow_fallover=True)
+    recorded = _rollout(env, seed=0, steps=20).observations[-1]
+    moved = env.unwrapped.bisk.p.data.qpos.copy()
+    layout = StateLayout.of(env, 17)
+    assert layout.omitted_qpos == (omitted,) and layout.dt == env.unwrapped.dt == 1 / env.metadata["render_fps"]
+    assert env.unwrapped.qpos_names[omitted] == "rootx:p"
+
+    env.reset(seed=1)
+    qpos, qvel = (a[0] for a in layout.sim_states(recorded[None, PROPRIOCEPTION]))
+    env.unwrapped.set_state(qpos, qvel)
+    observed = env.unwrapped._get_obs()
+    np.testing.assert_array_equal(observed[PROPRIOCEPTION], recorded[PROPRIOCEPTION])
+    data = env.unwrapped.bisk.p.data
+    assert data.qpos[omitted] == 0.0
+    np.testing.assert_allclose(np.delete(data.qpos, omitted), np.delete(moved, omitted), rtol=1e-6)
+    with pytest.raises(TaskError, match=r"set_state takes 9 joint positions \(.*rootx:p.*\) and 9 velocities"):
+        env.unwrapped.set_state(qpos[1:], qvel)
+    env.close()
+
+
+@needs_bisk
+def test_a_walker_reenacts_a_reference_of_its_proprioception():
+    env_id = bipedal_skills_id("VelocityControl", "Walker")
+    env = gym.make(env_id, allow_fallover=True)
+    episodes = [_rollout(env, seed, steps=40) for seed in range(2)]
+    space = env.observation_space
+    env.close()
+    proprioception = [Episode(observations=e.observations[:, PROPRIOCEPTION], actions=e.actions) for e in episodes]
+    metadata = DatasetMetadata(
+        env_id=env_id, env_kwargs={"allow_fallover": True},
+        observation_space=gym.spaces.Box(space.low[PROPRIOCEPTION], space.high[PROPRIOCEPTION]), action_space=env.action_space,
+    )
+    dataset = Dataset(proprioception, metadata)
+    vae = fit_vae(dataset, VAEConfig(latent_dim=4, width=16, blocks=1, window=16, batch_size=4, steps=20, log_interval=10))
+    assert set(vae.groups) == {"positions", "velocities"}
+
+    config = LowLevelConfig(target_offsets=(2,), episode_steps=8)
+    references = encode_references(vae, dataset)
+    task = ReenactmentEnv(gym.make(env_id, allow_fallover=True), references, Tracking(vae, config.reward_scale), config)
+    assert task.proprioception == PROPRIOCEPTION and task.observation_space.shape == (17 + 4,)
+    obs, _ = task.reset(seed=0, options={"reference": 1, "start": 10, "steps": 5})
+    np.testing.assert_array_equal(obs[:17], dataset[1].observations[10])
+    np.testing.assert_allclose(obs[17:], references[1].latents[12])
+    assert task.unwrapped.bisk.p.data.qpos[1] == 0.0  # the root's x is not in the proprioception
+
+    # Replaying the recorded actions from the recorded state reenacts it: the maximal reward.
+    for k in range(5):
+        obs, reward, terminated, truncated, info = task.step(dataset[1].actions[10 + k])
+        assert reward == pytest.approx(1.0) and info["tracking_error"]["all"] < 1e-9
+        assert info["frame"] == 11 + k and not terminated and obs.shape == (17 + 4,)
+    assert truncated
+    task.reset(seed=0)  # a random window of a random reference
+    task.step(task.action_space.sample())
+    task.close()
 
 
 def test_unsupported_tasks_and_robots_are_errors_that_name_the_supported_ones():

@@ -56,7 +56,24 @@ def test_state_only_demonstrations_start_from_the_state_their_observation_descri
     np.testing.assert_allclose(obs[:17], lsp_data[0][0].observations[20])
     assert env.unwrapped.data.qpos[0] == 0.0  # the root's x is not in the observation
     layout = StateLayout.of(env, 17)
-    assert (layout.positions, layout.velocities, layout.root_dims) == (slice(0, 8), slice(8, 17), 1)
+    assert (layout.positions, layout.velocities, layout.omitted_qpos) == (slice(0, 8), slice(8, 17), (0,))
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "env_id, obs_dim, omitted", [("HalfCheetah-v5", 17, (0,)), ("Walker2d-v5", 17, (0,)), ("Ant-v5", 27, (0, 1)), ("Ant-v5", 105, (0, 1))]
+)
+def test_gymnasium_robots_leave_out_the_leading_qpos_coordinates(env_id, obs_dim, omitted):
+    env = gym.make(env_id)
+    layout = StateLayout.of(env, obs_dim)
+    assert layout.omitted_qpos == omitted and layout.dt == env.unwrapped.dt
+    obs, _ = env.reset(seed=0)
+    data = env.unwrapped.data
+    qpos, qvel = layout.sim_states(np.tile(obs[:obs_dim], (3, 1)))
+    np.testing.assert_allclose(qpos[:, len(omitted) :], np.tile(data.qpos[len(omitted) :], (3, 1)))
+    np.testing.assert_allclose(qvel, np.tile(data.qvel, (3, 1)))
+    # The root's horizontal position starts at 0 and moves with its velocity.
+    np.testing.assert_allclose(qpos[:, : len(omitted)], np.outer([0, 1, 2], layout.dt * data.qvel[: len(omitted)]))
     env.close()
 
 

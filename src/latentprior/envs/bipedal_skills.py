@@ -42,6 +42,18 @@ Observation (``float32``; :attr:`BipedalSkills.observation_names` names each val
 The benchmark's observation also holds the root's absolute x, dropped here: no task needs it (their
 features are relative to the robot) and a low-level policy or a state VAE should not see it.
 
+Simulator states. :meth:`BipedalSkills.set_state` puts the robot into a joint state, as Gymnasium's
+MuJoCo environments' ``set_state`` does, so that :class:`~latentprior.envs.reenactment.ReenactmentEnv`
+and kinematic rendering work here (:class:`~latentprior.envs.reenactment.StateLayout` reads the
+proprioception's layout from :attr:`~BipedalSkills.observation_names` and
+:attr:`~BipedalSkills.qpos_names`). The robots' joints are all hinges and slides, so ``qpos`` and
+``qvel`` have one value per joint in the same order: the Walker's root joints are z, x, pitch (the
+omitted x is ``qpos[1]``), the HalfCheetah's x, z, pitch (``qpos[0]``), then the legs. One step is
+:attr:`~BipedalSkills.dt` seconds: 0.025 for the Walker (10 physics steps of 2.5 ms), 0.05 for the
+HalfCheetah (5 of 10 ms). On Stairs the observed root z is the height above the surface below, so
+a state set from the proprioception (root z taken as absolute) is the observed one only where that
+surface is the floor, as at the start.
+
 Robots versus Gymnasium's. The benchmark's ``Walker`` is dm_control's walker (gears 100/50/20,
 0.025 s control step, joint axes along -y, root joints z, x, pitch), a different robot from Gymnasium's
 ``Walker2d-v5``. Its ``HalfCheetah`` is Gym's half cheetah, as in ``HalfCheetah-v5`` (0.05 s control
@@ -141,7 +153,7 @@ class BipedalSkills(gym.Env):
     ``info`` holds the benchmark's (``score``, ``shaped_reward``, ``fell_over`` ...) and
     ``x_velocity``, the torso's forward speed in m/s, so that
     :class:`~latentprior.envs.tasks.TargetVelocity` applies. :attr:`bisk` is the benchmark's
-    environment.
+    environment; :meth:`set_state` sets the robot's joint state (module docstring).
     """
 
     #: the robot's part of the observation (what a low-level policy sees); the task's features follow
@@ -167,6 +179,12 @@ class BipedalSkills(gym.Env):
         featurizer = self.bisk.featurizer
         names = featurizer.feature_names()
         n_qpos, n_qvel = len(featurizer.qpos_idx), len(featurizer.qvel_idx)
+        self._qpos_index, self._qvel_index = np.asarray(featurizer.qpos_idx), np.asarray(featurizer.qvel_idx)
+        self.qpos_names = tuple(names[:n_qpos])
+        """The robot's joint positions in the model's order, what :meth:`set_state` takes: the Walker's
+        ``("rootz:p", "rootx:p", "rooty:p", ...)``, the HalfCheetah's ``("rootx:p", "rootz:p", ...)``."""
+        self.qvel_names = tuple(names[n_qpos : n_qpos + n_qvel])
+        """The robot's joint velocities in the model's order, what :meth:`set_state` takes."""
         positions = [i for i in range(n_qpos) if names[i] not in _HORIZONTAL_ROOT]
         self._robot_index = np.array(positions + list(range(n_qpos, len(names))))
         spaces = self.bisk.observation_space.spaces
@@ -184,9 +202,44 @@ class BipedalSkills(gym.Env):
         self.action_space = gym.spaces.Box(space.low, space.high, dtype=np.float32)
         self._seeded = False
 
+    @property
+    def dt(self) -> float:
+        """Seconds per step (the benchmark's physics steps per action times their length)."""
+        return float(self.bisk.dt)
+
     def _observe(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         robot = obs["observation"][self._robot_index]
         return np.concatenate([robot] + [obs[key] for key in self._task_keys]).astype(np.float32)
+
+    def _get_obs(self) -> np.ndarray:
+        """The observation of the current state, under the name Gymnasium's MuJoCo environments give it
+        (what :class:`~latentprior.envs.reenactment.ReenactmentEnv` reads after :meth:`set_state`)."""
+        return self._observe(self.bisk.get_observation())
+
+    def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
+        """Put the robot into a joint state, as Gymnasium's MuJoCo environments' ``set_state`` does.
+
+        The task itself (targets, terrain, progress) is left as it is; :meth:`_get_obs` then observes
+        the new state.
+
+        :param qpos: the robot's joint positions in the order of :attr:`qpos_names` (the root's x included).
+        :param qvel: its joint velocities in the order of :attr:`qvel_names`.
+        """
+        from dm_control.mujoco.wrapper.mjbindings import mjlib
+
+        qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+        if qpos.shape != (len(self.qpos_names),) or qvel.shape != (len(self.qvel_names),):
+            raise TaskError(
+                f"Bipedal Skills {self.robot}: set_state takes {len(self.qpos_names)} joint positions "
+                f"({', '.join(self.qpos_names)}) and {len(self.qvel_names)} velocities, got shapes {qpos.shape} and "
+                f"{qvel.shape}"
+            )
+        physics = self.bisk.p
+        physics.data.qpos[self._qpos_index] = qpos
+        physics.data.qvel[self._qvel_index] = qvel
+        physics.forward()
+        # The benchmark computes the observed contact forces after each step; forward() leaves them as they were.
+        mjlib.mj_rnePostConstraint(physics.model.ptr, physics.data.ptr)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

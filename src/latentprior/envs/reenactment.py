@@ -13,7 +13,7 @@ Read top to bottom:
    have one (``lcs2_policy_lo.yaml``), documented otherwise.
 2. :class:`StateLayout`: where a MuJoCo robot's ``qpos``/``qvel`` sit in its observation, to put
    the simulator into a state given as an observation (demonstrations without ``qpos``, decoded
-   prior samples, kinematic rendering).
+   prior samples, kinematic rendering), for Gymnasium's robots and the Bipedal Skills ones.
 3. :class:`Reference` and :func:`encode_references`: motions to reenact, each state with its latent.
 4. :class:`Tracking`: the reenactment reward and the tracking error, per state group of the VAE.
 5. :func:`low_level_observation` and :class:`ReenactmentEnv`: the task as a Gymnasium wrapper.
@@ -116,56 +116,95 @@ class LowLevelConfig:
 
 @dataclass(frozen=True)
 class StateLayout:
-    """Where a Gymnasium MuJoCo robot's ``qpos`` and ``qvel`` sit in its observation.
+    """Where a MuJoCo robot's ``qpos`` and ``qvel`` sit in its observation.
 
-    Gymnasium's locomotion observations hold ``qpos`` without the root's first coordinates (x, or
-    x and y) and then ``qvel``; the missing coordinates are integrated from the root's velocities
-    (``qvel[:root_dims]``), starting at 0. Known for the robots of
-    :func:`~latentprior.latent.lsp.default_state_groups`.
+    Locomotion observations hold ``qpos`` without the root's horizontal position (x, or x and y)
+    and then ``qvel``; the missing coordinates (:attr:`omitted_qpos`) are integrated from the
+    velocities at the same indices of ``qvel``, starting at 0. Gymnasium's robots leave out the
+    leading coordinates (Ant's free joint has x, y at ``qpos[0:2]`` and their velocities at
+    ``qvel[0:2]``); the Bipedal Skills robots (:mod:`latentprior.envs.bipedal_skills`) name their
+    coordinates, and the Walker's omitted x is ``qpos[1]`` (its root is z, x, pitch). Known for the
+    robots of :func:`~latentprior.latent.lsp.default_state_groups`.
 
-    :param positions: observation slice holding ``qpos[root_dims:]``.
+    :param positions: observation slice holding ``qpos`` without the omitted coordinates, in order.
     :param velocities: observation slice holding ``qvel``.
-    :param root_dims: leading ``qpos`` coordinates the observation leaves out.
+    :param omitted_qpos: ``qpos`` indices the observation leaves out, ascending; ``qvel`` holds
+        their velocities at the same indices.
     :param dt: seconds per environment step, to integrate them.
     """
 
     positions: slice
     velocities: slice
-    root_dims: int
+    omitted_qpos: tuple[int, ...]
     dt: float
 
     @classmethod
     def of(cls, env: gym.Env, obs_dim: int) -> "StateLayout | None":
         """The layout of ``obs_dim``-d states of ``env``'s robot, or ``None`` when it is unknown.
 
-        :param env: a Gymnasium MuJoCo environment (made with ``gymnasium.make``, so its id is known).
+        :param env: a Gymnasium MuJoCo environment or a Bipedal Skills task (made with
+            ``gymnasium.make``, so its id is known; its ``unwrapped`` has ``set_state`` and ``dt``).
         :param obs_dim: size of the states (a VAE's, which may differ from ``env``'s observation,
-            e.g. Ant-v5 with and without contact forces).
+            e.g. Ant-v5 with and without contact forces, or a Bipedal Skills task's proprioception).
         """
         unwrapped = env.unwrapped
-        model = getattr(unwrapped, "model", None)
-        if model is None or not hasattr(unwrapped, "set_state") or env.spec is None:
+        if not hasattr(unwrapped, "set_state") or env.spec is None:
             return None
         groups = default_state_groups(env.spec.id, obs_dim)
         positions, velocities = groups.get("positions"), groups.get("velocities")
         if positions is None or velocities is None:
             return None
-        root_dims = model.nq - (positions.stop - positions.start)
-        if velocities.stop - velocities.start != model.nv or not 0 <= root_dims <= model.nv:
-            return None
-        return cls(positions, velocities, root_dims, float(unwrapped.dt))
+        if hasattr(unwrapped, "qpos_names"):
+            omitted = _omitted_by_name(unwrapped, positions, velocities)
+        else:
+            omitted = _omitted_leading(unwrapped, positions, velocities)
+        return None if omitted is None else cls(positions, velocities, omitted, float(unwrapped.dt))
 
     def sim_states(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(qpos, qvel)``, shapes ``(T, nq)`` and ``(T, nv)``, of a state sequence ``(T, obs_dim)``.
 
-        The root coordinates follow the trapezoidal rule on the root velocities.
+        The omitted coordinates follow the trapezoidal rule on their velocities.
         """
         states = np.asarray(states, dtype=np.float64)
         qvel = states[:, self.velocities]
-        root_velocity = qvel[:, : self.root_dims]
-        steps = 0.5 * self.dt * (root_velocity[1:] + root_velocity[:-1])
-        root = np.concatenate([np.zeros((1, self.root_dims)), np.cumsum(steps, axis=0)])
-        return np.concatenate([root, states[:, self.positions]], axis=1), qvel
+        omitted = list(self.omitted_qpos)
+        nq = self.positions.stop - self.positions.start + len(omitted)
+        steps = 0.5 * self.dt * (qvel[1:, omitted] + qvel[:-1, omitted])
+        qpos = np.empty((len(states), nq))
+        qpos[:, omitted] = np.concatenate([np.zeros((1, len(omitted))), np.cumsum(steps, axis=0)])
+        qpos[:, np.setdiff1d(np.arange(nq), omitted)] = states[:, self.positions]
+        return qpos, qvel
+
+
+def _omitted_leading(unwrapped: Any, positions: slice, velocities: slice) -> tuple[int, ...] | None:
+    """Gymnasium's MuJoCo robots: the observation holds ``qpos`` from the first coordinate it keeps on."""
+    model = getattr(unwrapped, "model", None)
+    if model is None:
+        return None
+    omitted = model.nq - (positions.stop - positions.start)
+    if velocities.stop - velocities.start != model.nv or not 0 <= omitted <= model.nv:
+        return None
+    return tuple(range(omitted))
+
+
+def _omitted_by_name(unwrapped: Any, positions: slice, velocities: slice) -> tuple[int, ...] | None:
+    """An environment that names its observation's values and its joint coordinates (Bipedal Skills'
+    ``observation_names``, ``qpos_names``, ``qvel_names``, as ``"<joint>:p"`` and ``"<joint>:v"``).
+
+    The states are the observation's first values (its proprioception). The layout holds when the
+    positions are the named ``qpos`` coordinates in order but for some left out, the velocities are
+    all of ``qvel`` in order, and each left-out coordinate's joint has its velocity at its index.
+    """
+    names, qpos_names, qvel_names = unwrapped.observation_names, unwrapped.qpos_names, unwrapped.qvel_names
+    observed = tuple(names[positions])
+    omitted = tuple(i for i, name in enumerate(qpos_names) if name not in observed)
+    if (
+        tuple(name for name in qpos_names if name in observed) != observed
+        or tuple(names[velocities]) != tuple(qvel_names)
+        or any(qpos_names[i].split(":")[0] != qvel_names[i].split(":")[0] for i in omitted)
+    ):
+        return None
+    return omitted
 
 
 def require_state_layout(env: gym.Env, obs_dim: int, what: str) -> StateLayout:
@@ -176,7 +215,8 @@ def require_state_layout(env: gym.Env, obs_dim: int, what: str) -> StateLayout:
         raise LSPError(
             f"{what} sets the simulator's qpos from states, so the states must contain the robot's joint positions; "
             f"{obs_dim}-d states of {env_id} have no known qpos layout (known: Gymnasium's MuJoCo locomotion "
-            f"robots with their default observations, see latentprior.latent.lsp.default_state_groups)"
+            f"robots with their default observations and the Bipedal Skills robots' proprioception, see "
+            f"latentprior.latent.lsp.default_state_groups)"
         )
     return layout
 
@@ -270,9 +310,11 @@ class ReenactmentEnv(gym.Wrapper):
     Each episode starts at frame ``t0`` of a reference: the simulator is set to the reference's
     ``qpos``/``qvel`` there, or, without them, to the state its observation describes
     (:class:`StateLayout`; the root's x/y at 0), or left where ``env.reset`` put it when neither
-    is known. At frame ``t`` the observation is ``env``'s observation followed by the reference's
-    latents at ``t + target_offsets``; after a step to frame ``t + 1`` the reward is
-    :meth:`Tracking.reward` of the new observation against the reference state ``t + 1``.
+    is known. The robot's state is ``env``'s observation, or its :attr:`proprioception` when the
+    references' states are that part of it (a task that appends features of its own after the
+    robot's: Bipedal Skills, AntMaze). At frame ``t`` the observation is the state followed by the
+    reference's latents at ``t + target_offsets``; after a step to frame ``t + 1`` the reward is
+    :meth:`Tracking.reward` of the new state against the reference state ``t + 1``.
 
     An episode is *terminated* when ``env`` terminates or the error over all dimensions exceeds
     ``termination_error``, and *truncated* when ``env`` truncates or the episode reaches its last
@@ -284,9 +326,10 @@ class ReenactmentEnv(gym.Wrapper):
     0) of reference ``i`` and runs ``n`` steps (default: to its end). :attr:`frame` is the current
     reference frame, :attr:`last_frame` the one the episode is truncated at.
 
-    :param env: a Gymnasium MuJoCo environment made by ``gymnasium.make`` without observation
-        wrappers (its state is set with ``unwrapped.set_state`` and read back with
-        ``unwrapped._get_obs``), observing the references' states.
+    :param env: a Gymnasium MuJoCo environment or a Bipedal Skills task made by ``gymnasium.make``
+        without observation wrappers (its state is set with ``unwrapped.set_state`` and read back
+        with ``unwrapped._get_obs``), observing the references' states, or observing them in the
+        slice its ``unwrapped.proprioception`` names.
     :param references: the motions (:func:`encode_references`).
     :param tracking: the reward and error (:class:`Tracking` of the VAE that made the latents).
     :param config: the task's knobs.
@@ -310,15 +353,25 @@ class ReenactmentEnv(gym.Wrapper):
             raise LSPError("ReenactmentEnv needs at least one reference")
         space = env.observation_space
         obs_dim, latent_dim = references[0].states.shape[1], references[0].latents.shape[1]
-        if not isinstance(space, gym.spaces.Box) or space.shape != (obs_dim,):
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise DatasetError(f"{source}: states are {obs_dim}-d, but the environment observes {space}")
+        proprioception = slice(0, space.shape[0])
+        if space.shape[0] != obs_dim:  # a task that appends features of its own after the robot's
+            proprioception = getattr(env.unwrapped, "proprioception", proprioception)
+        if len(range(space.shape[0])[proprioception]) != obs_dim:
+            raise DatasetError(
+                f"{source}: states are {obs_dim}-d, but the environment observes {space} (the robot's state in "
+                f"observation[{proprioception.start}:{proprioception.stop}])"
+            )
+        self.proprioception = proprioception
+        """The part of ``env``'s observation that holds the robot's state, the references' states."""
         self.references, self.tracking, self.config, self.source = list(references), tracking, config, source
         self.layout = StateLayout.of(env, obs_dim)
         self.offsets = np.asarray(config.target_offsets)
         n = len(self.offsets)
         self.observation_space = gym.spaces.Box(
-            np.concatenate([space.low, -np.ones(n * latent_dim)]).astype(space.dtype),
-            np.concatenate([space.high, np.ones(n * latent_dim)]).astype(space.dtype),
+            np.concatenate([space.low[proprioception], -np.ones(n * latent_dim)]).astype(space.dtype),
+            np.concatenate([space.high[proprioception], np.ones(n * latent_dim)]).astype(space.dtype),
             dtype=space.dtype,
         )
         self._starts: np.ndarray | None = None
@@ -332,7 +385,7 @@ class ReenactmentEnv(gym.Wrapper):
         self.frame = self.last_frame = 0
 
     def _observation(self, obs: np.ndarray) -> np.ndarray:
-        return low_level_observation(obs, self._reference.latents[self.frame + self.offsets])
+        return low_level_observation(obs[self.proprioception], self._reference.latents[self.frame + self.offsets])
 
     def _set_state(self, reference: Reference, frame: int) -> np.ndarray | None:
         """Put the simulator into ``reference``'s state at ``frame``; the new observation, or ``None`` if unknown."""
@@ -381,7 +434,7 @@ class ReenactmentEnv(gym.Wrapper):
     def step(self, action):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         self.frame += 1
-        errors = self.tracking.errors(obs, self._reference.states[self.frame])
+        errors = self.tracking.errors(obs[self.proprioception], self._reference.states[self.frame])
         lost = self.config.termination_error is not None and errors["all"] > self.config.termination_error
         info = {**info, "tracking_error": errors, "env_reward": env_reward, "frame": self.frame}
         truncated = truncated or self.frame >= self.last_frame

@@ -140,8 +140,16 @@ class LowLevelPolicy:
         return self.policy.act(self.observation(proprioception, targets), deterministic=deterministic)
 
     def check_env(self, env: gym.Env, source: str = "low-level policy") -> None:
-        """Raise :class:`~latentprior.io.ArtifactError` unless ``env`` observes the policy's proprioception and takes its actions."""
-        check_space(self.proprioception_space, env.observation_space, "observation (proprioception)", source)
+        """Raise :class:`~latentprior.io.ArtifactError` unless ``env`` observes the policy's proprioception and takes its actions.
+
+        The proprioception is ``env``'s whole observation, or, for a task that appends features of
+        its own after the robot's (Bipedal Skills, AntMaze), the slice its ``unwrapped.proprioception`` names.
+        """
+        space = env.observation_space
+        seen = getattr(env.unwrapped, "proprioception", None)
+        if isinstance(space, gym.spaces.Box) and seen is not None and space.shape != self.proprioception_space.shape:
+            space = gym.spaces.Box(space.low[seen], space.high[seen], dtype=space.dtype)
+        check_space(self.proprioception_space, space, "observation (proprioception)", source)
         check_space(self.action_space, env.action_space, "action", source)
 
     def check_vae(self, vae: StateVAE, source: str = "low-level policy") -> None:

@@ -10,7 +10,8 @@ Read top to bottom:
 1. :class:`VAEConfig` and :class:`PriorConfig`: every knob with the authors' default (from their
    configs ``lcs2_vae.yaml`` and ``lcs2_prior.yaml``), plus a documented CPU preset ``small()``.
 2. :func:`default_state_groups`: which observation dimensions are positions and which velocities
-   in Gymnasium's MuJoCo locomotion tasks, to report reconstruction error per group.
+   in Gymnasium's MuJoCo locomotion tasks and the Bipedal Skills robots' proprioception, to report
+   reconstruction error per group.
 3. The state VAE: :class:`VAENetwork` (1-D conv ResNet, non-causal), :class:`StateVAE` (encode,
    decode, reconstruction error, save/load) and :func:`fit_vae`.
 4. :class:`TanhGaussianMixture`, the prior's distribution over the next latent.
@@ -242,25 +243,41 @@ _LOCOMOTION_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 _LOCOMOTION_LAYOUTS["HumanoidStandup"] = _LOCOMOTION_LAYOUTS["Humanoid"]
 
+# Bipedal Skills robots (latentprior.envs.bipedal_skills, ids "latentprior/Bisk<Task><Robot>-v0"): the
+# states are the proprioception, the joint positions without the root's x and then every joint
+# velocity (observation[PROPRIOCEPTION]); the contact forces and the task's features after it are not.
+_BIPEDAL_SKILLS_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {
+    "Walker": (("positions", 8), ("velocities", 9)),
+    "HalfCheetah": (("positions", 8), ("velocities", 9)),
+}
+
 
 def default_state_groups(env_id: str | None, obs_dim: int) -> dict[str, slice]:
-    """Observation groups of a Gymnasium MuJoCo locomotion task, to report errors per group.
+    """Observation groups of a MuJoCo locomotion task, to report errors per group.
 
-    Known: HalfCheetah, Hopper, Walker2d, Swimmer, Ant, Humanoid and HumanoidStandup, versions v4
-    and v5, with the default observation (root x/y excluded). For HalfCheetah-v5, ``qpos[1:]`` is
-    ``obs[0:8]`` (``"positions"``) and ``qvel`` is ``obs[8:17]`` (``"velocities"``); Ant-v5 without
-    contact forces (27-d) has ``obs[0:13]`` positions and ``obs[13:27]`` velocities, with them
-    (105-d) also ``"contact_forces"``. The groups are taken in order while they fill ``obs_dim``
-    exactly; any other size (an observation changed by keyword arguments) gets no groups.
+    Known: Gymnasium's HalfCheetah, Hopper, Walker2d, Swimmer, Ant, Humanoid and HumanoidStandup,
+    versions v4 and v5, with the default observation (root x/y excluded), and the proprioception of
+    the Bipedal Skills robots (:mod:`latentprior.envs.bipedal_skills`). For HalfCheetah-v5,
+    ``qpos[1:]`` is ``obs[0:8]`` (``"positions"``) and ``qvel`` is ``obs[8:17]``
+    (``"velocities"``); Ant-v5 without contact forces (27-d) has ``obs[0:13]`` positions and
+    ``obs[13:27]`` velocities, with them (105-d) also ``"contact_forces"``. A Bipedal Skills
+    Walker's or HalfCheetah's 17-d proprioception has ``[0:8]`` positions (every joint but the
+    root's x) and ``[8:17]`` velocities. The groups are taken in order while they fill ``obs_dim``
+    exactly; any other size (an observation changed by keyword arguments, a Bipedal Skills task's
+    whole observation) gets no groups.
 
-    :param env_id: Gymnasium id such as ``"HalfCheetah-v5"`` (a namespace prefix is ignored), or
-        ``None``.
+    :param env_id: Gymnasium id such as ``"HalfCheetah-v5"`` (a namespace prefix is ignored) or
+        ``"latentprior/BiskGapsWalker-v0"``, or ``None``.
     :param obs_dim: observation size.
     :return: ``{name: slice}``; empty when the layout is unknown, in which case
         :meth:`StateVAE.reconstruction_error` reports the overall ``"all"`` only.
     """
-    match = re.fullmatch(r"(?:.*/)?(\w+?)-v[45]", env_id or "")
-    layout = _LOCOMOTION_LAYOUTS.get(match.group(1)) if match else None
+    gymnasium = re.fullmatch(r"(?:.*/)?(\w+?)-v[45]", env_id or "")
+    bipedal = re.fullmatch(rf"latentprior/Bisk\w+?({'|'.join(_BIPEDAL_SKILLS_LAYOUTS)})-v0", env_id or "")
+    if gymnasium:
+        layout = _LOCOMOTION_LAYOUTS.get(gymnasium.group(1))
+    else:
+        layout = _BIPEDAL_SKILLS_LAYOUTS[bipedal.group(1)] if bipedal else None
     groups, start = {}, 0
     for name, size in layout or ():
         groups[name] = slice(start, start + size)
