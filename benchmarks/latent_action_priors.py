@@ -174,11 +174,44 @@ def _demonstration_level(results: Path, env_id: str, data: Path, allow_pickle: b
     return level
 
 
+def _gait_table(by_variant: dict[str, list[dict]]) -> list[str]:
+    """Each variant's gait against the demonstration's (``measure_gait``, cached per run in ``gait.json``;
+    it reads the demonstration, hence only with ``--allow-pickle``)."""
+    from latentprior.experiments.lap import measure_gait
+    from latentprior.experiments.report import markdown_table
+
+    def mean(values, digits=2):
+        values = [v for v in values if v is not None]
+        return "-" if not values else f"{np.mean(values):.{digits}f}" + (f" ± {np.std(values):.{digits}f}" if len(values) > 1 else "")
+
+    rows, demonstration = [], None
+    for variant in [v for v in VARIANTS if v in by_variant and v != "bc"]:
+        gaits = [measure_gait(r["_dir"]) for r in by_variant[variant]]
+        demonstration = gaits[0]["demonstration"]
+        g = [x["policy"] for x in gaits]
+        rows.append([variant, mean([x["speed"] for x in g]), mean([x["speed_factor"] for x in gaits]),
+                     mean([x["cycle_steps"] for x in g], 1), mean([x["frequency_hz"] for x in g]), mean([x["stride_m"] for x in g]),
+                     mean([x["reference_similarity"] for x in g]),
+                     f"{sum(x['cycle_steps'] is None for x in g)} of {len(g)}"])
+    if demonstration is None:
+        return []
+    d = demonstration
+    rows.append(["demonstration", f"{d['speed']:.2f}", "1", str(d["cycle_steps"]), f"{d['frequency_hz']:.2f}", f"{d['stride_m']:.2f}", "1", "-"])
+    return [
+        "Gaits (`measure_gait`: 3 deterministic episodes per seed, after 200 steps of start-up; mean ± std over seeds). "
+        "Likeness: correlation of the mean joint cycle with the demonstration's reference cycle at the best phase "
+        "shift; a different cycle length or a low likeness is a gait other than the demonstration's.",
+        "",
+        markdown_table(["variant", "speed (m/s)", "x demonstration", "cycle (steps)", "frequency (Hz)", "stride (m)",
+                        "likeness to the reference cycle", "seeds without a periodic gait"], rows),
+    ]
+
+
 def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
     from latentprior.experiments.lap import steps_to_reach
     from latentprior.experiments.report import markdown_table, plot_curves
 
-    runs = [json.loads(p.read_text()) for p in sorted(results.glob("*/result.json"))]
+    runs = [{**json.loads(p.read_text()), "_dir": p.parent} for p in sorted(results.glob("*/result.json"))]
     if not runs:
         return f"no results in {results}\n"
     groups: dict[tuple, list[dict]] = {}
@@ -233,6 +266,8 @@ def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
         lines += ["", f"## {heading}", "",
                   markdown_table(["variant", "seeds", "env steps", "final task return", "steps to reach PPO's final return"], rows),
                   "", f"![learning curves]({plot})"]
+        if allow_pickle:
+            lines += ["", *_gait_table(by_variant)]
         if part in ("main", "humanoid"):
             goals += _goal_lines(env_id, finals, curves)
     lines += ["", "## Goals", "", *(goals or ["- no PPO / PPO+latent pair finished yet"])]

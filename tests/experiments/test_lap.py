@@ -12,8 +12,10 @@ from latentprior.experiments.lap import (
     VARIANTS,
     LAPExperiment,
     demonstration_actions,
+    gait_of,
     lap_env_fn,
     load_demonstrations,
+    measure_gait,
     observation_layout,
     plan_lap_experiment,
     replay_reference_cycle,
@@ -150,9 +152,30 @@ def test_ppo_latent_end_to_end_writes_result_json(cheetah, tmp_path):
     assert LAPExperiment.from_dict(read_json(tmp_path / "experiment.json")) == exp
     again = run_lap_experiment(exp, tmp_path, progress=False)
     assert again["curve"] == result["curve"]
+    # The trained policy's gait is measured against the demonstration's, and kept.
+    gait = measure_gait(tmp_path, episodes=1, skip=900)
+    assert gait["demonstration"]["cycle_steps"] == 5 and gait["demonstration"]["frequency_hz"] == pytest.approx(4.0)
+    assert np.isfinite(gait["policy"]["speed"]) and read_json(tmp_path / "gait.json") == gait
     # ... and another experiment in the same folder is refused.
     with pytest.raises(LatentPriorError, match="another experiment.*seed: 0 -> 1"):
         run_lap_experiment(dataclasses.replace(exp, seed=1), tmp_path, progress=False)
+
+
+def test_gait_measures_frequency_stride_and_likeness_to_the_reference():
+    dt, t = 0.05, np.arange(400)
+    # Two joints in antiphase, 5 steps per cycle, as the reference.
+    def joints(period, lag):
+        return np.stack([np.sin(2 * np.pi * t / period), np.sin(2 * np.pi * (t / period - lag))], axis=1)
+    reference = joints(5, 0.5)[:5]
+    slower = gait_of(joints(8, 0.5), speed=2.0, dt=dt, reference=reference)
+    assert (slower.cycle_steps, slower.frequency_hz) == (8, pytest.approx(2.5))
+    assert slower.stride_m == pytest.approx(2.0 * 8 * dt) and slower.reference_similarity > 0.95
+    # In phase instead of in antiphase: another gait at the same pace.
+    other = gait_of(joints(5, 0.0), speed=2.0, dt=dt, reference=reference)
+    assert other.cycle_steps == 5 and other.reference_similarity < 0.5
+    # No periodic motion: no cycle, the speed still reported.
+    still = gait_of(np.random.default_rng(0).normal(size=(400, 2)), speed=0.1, dt=dt, reference=reference)
+    assert still.cycle_steps is None and still.speed == 0.1
 
 
 def test_behaviour_cloning_run(cheetah, tmp_path):

@@ -82,6 +82,9 @@ __all__ = [
     "reference_cycle",
     "demonstration_speed",
     "replay_reference_cycle",
+    "Gait",
+    "gait_of",
+    "measure_gait",
     "LAPPlan",
     "plan_lap_experiment",
     "lap_wrappers",
@@ -472,6 +475,109 @@ def replay_reference_cycle(
     finally:
         env.close()
     return {"returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns)), "lengths": lengths}
+
+
+# ------------------------------------------------------------------------------------------ gaits
+@dataclasses.dataclass(frozen=True)
+class Gait:
+    """A periodic gait, measured: what the transfer claim ("can produce gait transitions") is checked with."""
+
+    cycle_steps: int | None
+    """steps per gait cycle (:func:`~latentprior.envs.style_reward.detect_cycle_length`); ``None``: no periodic gait"""
+    frequency_hz: float | None
+    """cycles per second"""
+    speed: float
+    """mean forward speed, m/s"""
+    stride_m: float | None
+    """distance per cycle, m"""
+    reference_similarity: float | None
+    """how closely the joints follow the reference cycle's pattern: the correlation of the mean
+    cycle (phase-folded, resampled to the reference's length) with the reference cycle at the best
+    circular shift, in [-1, 1]. Near 1: the demonstration's gait at another pace; low: another gait"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def gait_of(q: np.ndarray, speed: float, dt: float, reference: np.ndarray | None = None) -> Gait:
+    """The :class:`Gait` of joint positions ``q`` ``(T, n_joints)`` moving at ``speed`` m/s.
+
+    :param q: joint positions over time, past any start-up from rest.
+    :param speed: mean forward speed over them.
+    :param dt: seconds per step.
+    :param reference: a reference cycle ``(L, n_joints)`` for :attr:`Gait.reference_similarity`.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    try:
+        length = detect_cycle_length(q)
+    except StyleError:
+        return Gait(None, None, float(speed), None, None)
+    similarity = None
+    if reference is not None:
+        cycles = len(q) // length
+        folded = q[: cycles * length].reshape(cycles, length, -1).mean(0)
+        grid = np.linspace(0, length, len(reference), endpoint=False)
+        resampled = np.stack([np.interp(grid, np.arange(length + 1), np.append(j, j[0])) for j in folded.T], axis=1)
+        a = (reference - reference.mean(0)).ravel()
+        similarity = max(
+            float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+            for b in ((np.roll(resampled, k, axis=0) - resampled.mean(0)).ravel() for k in range(len(reference)))
+        )
+    return Gait(int(length), 1.0 / (length * dt), float(speed), float(speed) * length * dt, similarity)
+
+
+def measure_gait(out: str | os.PathLike, episodes: int = 3, seed: int = 0, skip: int = 200) -> dict[str, Any]:
+    """The gait of a finished run's policy and of its demonstration (``out`` of :func:`run_lap_experiment`).
+
+    The policy acts deterministically for ``episodes`` episodes (seeds ``seed + i``); joint positions
+    and forward speed are recorded after the first ``skip`` steps (the start-up from rest). Written
+    to ``out/gait.json`` and read from there on later calls.
+
+    :return: ``policy`` (:meth:`Gait.to_dict` over all episodes' steps, the cycle from the first
+        episode's), ``demonstration`` (the reference cycle's length and the demonstration's mean
+        speed), ``speed_factor`` (policy speed / demonstration speed), ``episodes``.
+    """
+    out = Path(out)
+    cached = out / "gait.json"
+    if cached.is_file():
+        return read_json(cached)
+    experiment = LAPExperiment.from_dict(read_json(out / "experiment.json"))
+    plan = plan_lap_experiment(experiment)
+    prior = ActionPrior.load(out / "action_prior") if plan.variant.needs_prior else None
+    policy = load_policy(out / "run")
+    env = gym.make(experiment.env_id, **plan.env_kwargs)
+    robot = robot_name(experiment.env_id)
+    reference = reference_cycle(plan.dataset, env, experiment.cycle_length, experiment.cycle_start)
+    demo_speed = demonstration_speed(plan.dataset, env)
+    dt = float(env.unwrapped.dt)
+    for wrapper in lap_wrappers(plan, prior):
+        env = wrapper(env)
+    first, speeds = None, []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            q, v, done = [], [], False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(policy.act(obs))
+                q.append(env.unwrapped.data.qpos[JOINT_QPOS[robot]].copy())
+                v.append(float(info["x_velocity"]))
+                done = terminated or truncated
+            speeds.extend(v[skip:])
+            if first is None:
+                first = np.asarray(q[skip:])
+    finally:
+        env.close()
+    speed = float(np.mean(speeds)) if speeds else float("nan")
+    gait = gait_of(first, speed, dt, reference.q) if first is not None and len(first) >= 8 else Gait(None, None, speed, None, None)
+    result = {
+        "policy": gait.to_dict(),
+        "demonstration": gait_of(np.tile(reference.q, (4, 1)), demo_speed, dt, reference.q).to_dict(),
+        "speed_factor": speed / demo_speed if demo_speed else None,
+        "episodes": episodes,
+        "skip": skip,
+    }
+    atomic_write_json(cached, result)
+    return result
 
 
 # -------------------------------------------------------------------------------------- planning
