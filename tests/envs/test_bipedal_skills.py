@@ -10,6 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from latentprior.data import Dataset, DatasetMetadata, Episode
+from latentprior.data.collect import _sim_state
 from latentprior.envs.bipedal_skills import (
     PROPRIOCEPTION,
     ROBOTS,
@@ -188,6 +189,19 @@ def test_a_state_set_from_the_proprioception_is_observed_back_with_the_root_x_at
     np.testing.assert_allclose(np.delete(data.qpos, omitted), np.delete(moved, omitted), rtol=1e-6)
     with pytest.raises(TaskError, match=r"set_state takes 9 joint positions \(.*rootx:p.*\) and 9 velocities"):
         env.unwrapped.set_state(qpos[1:], qvel)
+    env.close()
+
+
+@needs_bisk
+def test_datasets_record_the_robots_joint_state_and_it_sets_the_robot_back():
+    env = gym.make(bipedal_skills_id("VelocityControl", "Walker"), allow_fallover=True)
+    recorded = _rollout(env, seed=0, steps=15).observations[-1]
+    qpos, qvel = _sim_state(env)  # what data collection records
+    assert qpos.shape == qvel.shape == (9,) and qpos[1] != 0.0  # the root's x, which the observation leaves out
+    env.reset(seed=3)
+    env.unwrapped.set_state(qpos, qvel)
+    np.testing.assert_array_equal(env.unwrapped._get_obs()[PROPRIOCEPTION], recorded[PROPRIOCEPTION])
+    np.testing.assert_array_equal(env.unwrapped.sim_state()[0], qpos)
     env.close()
 
 

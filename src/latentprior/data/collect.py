@@ -88,7 +88,11 @@ class _EpisodeRecorder:
 
 
 def _sim_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(qpos, qvel)`` of a MuJoCo environment, None for any other simulator."""
+    """``(qpos, qvel)`` of a MuJoCo environment (an adapter's ``sim_state()``, as Bipedal Skills'
+    robot state, else ``unwrapped.data``), None for any other simulator."""
+    sim_state = getattr(env.unwrapped, "sim_state", None)
+    if callable(sim_state):
+        return sim_state()
     data = getattr(env.unwrapped, "data", None)
     if data is None or not hasattr(data, "qpos") or not hasattr(data, "qvel"):
         return None

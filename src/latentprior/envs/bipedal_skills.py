@@ -216,6 +216,12 @@ class BipedalSkills(gym.Env):
         (what :class:`~latentprior.envs.reenactment.ReenactmentEnv` reads after :meth:`set_state`)."""
         return self._observe(self.bisk.get_observation())
 
+    def sim_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The robot's ``(qpos, qvel)`` in the order of :attr:`qpos_names` and :attr:`qvel_names`:
+        what :meth:`set_state` takes and what collected datasets record."""
+        data = self.bisk.p.data
+        return np.array(data.qpos[self._qpos_index], dtype=np.float64), np.array(data.qvel[self._qvel_index], dtype=np.float64)
+
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Put the robot into a joint state, as Gymnasium's MuJoCo environments' ``set_state`` does.
 

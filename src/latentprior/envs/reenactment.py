@@ -392,11 +392,14 @@ class ReenactmentEnv(gym.Wrapper):
         unwrapped = self.env.unwrapped
         if reference.qpos is not None and reference.qvel is not None:
             qpos, qvel = reference.qpos[frame], reference.qvel[frame]
-            model = unwrapped.model
-            if qpos.shape != (model.nq,) or qvel.shape != (model.nv,):
+            if hasattr(unwrapped, "qpos_names"):  # an adapter that names its robot's coordinates (Bipedal Skills)
+                nq, nv = len(unwrapped.qpos_names), len(unwrapped.qvel_names)
+            else:
+                nq, nv = unwrapped.model.nq, unwrapped.model.nv
+            if qpos.shape != (nq,) or qvel.shape != (nv,):
                 raise DatasetError(
                     f"{self.source}: fields 'qpos'/'qvel' have rows of {qpos.shape[0]}/{qvel.shape[0]} values, but the "
-                    f"environment's model has nq {model.nq} and nv {model.nv}"
+                    f"environment's robot has nq {nq} and nv {nv}"
                 )
         elif self.layout is not None:
             qpos, qvel = (a[0] for a in self.layout.sim_states(reference.states[frame : frame + 1]))
