@@ -203,11 +203,11 @@ def _gait_table(by_variant: dict[str, list[dict]]) -> list[str]:
     rows.append(["demonstration", f"{d['speed']:.2f}", "1", str(d["cycle_steps"]), f"{d['frequency_hz']:.2f}", f"{d['stride_m']:.2f}", "1", "-"])
     return [
         "Gaits (`measure_gait`: 3 deterministic episodes per seed, after 200 steps of start-up; mean ± std over seeds). "
-        "Likeness: correlation of the mean joint cycle with the demonstration's reference cycle at the best phase "
-        "shift; a different cycle length or a low likeness is a gait other than the demonstration's.",
+        "Similarity: correlation of the mean joint cycle with the demonstration's reference cycle at the best phase "
+        "shift; a different cycle length or a low similarity is a gait other than the demonstration's.",
         "",
         markdown_table(["variant", "speed (m/s)", "x demonstration", "cycle (steps)", "frequency (Hz)", "stride (m)",
-                        "likeness to the reference cycle", "seeds without a periodic gait"], rows),
+                        "similarity to the reference cycle", "seeds without a periodic gait"], rows),
     ]
 
 

@@ -531,7 +531,8 @@ def measure_gait(out: str | os.PathLike, episodes: int = 3, seed: int = 0, skip:
 
     The policy acts deterministically for ``episodes`` episodes (seeds ``seed + i``); joint positions
     and forward speed are recorded after the first ``skip`` steps (the start-up from rest). Written
-    to ``out/gait.json`` and read from there on later calls.
+    to ``out/gait.json`` and read from there on later calls with the same ``episodes``, ``seed``
+    and ``skip``.
 
     :return: ``policy`` (:meth:`Gait.to_dict` over all episodes' steps, the cycle from the first
         episode's), ``demonstration`` (the reference cycle's length and the demonstration's mean
@@ -540,7 +541,9 @@ def measure_gait(out: str | os.PathLike, episodes: int = 3, seed: int = 0, skip:
     out = Path(out)
     cached = out / "gait.json"
     if cached.is_file():
-        return read_json(cached)
+        known = read_json(cached)
+        if (known.get("episodes"), known.get("seed"), known.get("skip")) == (episodes, seed, skip):
+            return known
     experiment = LAPExperiment.from_dict(read_json(out / "experiment.json"))
     plan = plan_lap_experiment(experiment)
     prior = ActionPrior.load(out / "action_prior") if plan.variant.needs_prior else None
@@ -574,6 +577,7 @@ def measure_gait(out: str | os.PathLike, episodes: int = 3, seed: int = 0, skip:
         "demonstration": gait_of(np.tile(reference.q, (4, 1)), demo_speed, dt, reference.q).to_dict(),
         "speed_factor": speed / demo_speed if demo_speed else None,
         "episodes": episodes,
+        "seed": seed,
         "skip": skip,
     }
     atomic_write_json(cached, result)
