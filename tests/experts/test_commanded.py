@@ -253,6 +253,14 @@ def test_shipped_halfcheetah_expert_tracks_its_skills():
     assert json.loads((folder / "training.json").read_text())["metadata"]["command"].startswith("latentprior experts")
 
 
+def test_shipped_ant_expert_walks_in_every_commanded_direction():
+    expert = load_commanded(shipped_commanded("Ant-v5"))
+    commands = [Command(0.75, math.radians(90)), Command(1.5, math.radians(225))]
+    report = evaluate_skills(expert, commands, max_episode_steps=300)
+    # Sideways at 0.75 m/s and diagonally backwards at 1.5 m/s, each within 0.4 m/s over 300 steps.
+    assert all(skill["velocity_error"] < 0.4 for skill in report.values()), report
+
+
 def test_command_line_collects_the_shipped_experts_skills(tmp_path, capsys):
     data = tmp_path / "skills.h5"
     assert main(["data", "collect", "--expert", "default", "--env", "HalfCheetah-v5", "--skills", "held_out",
