@@ -55,8 +55,8 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   ``latentprior/BiskVelocityControl<robot>-v0`` with ``shaped=True``; the part is
                   skipped with a message without one), its own VAE, prior and low-level policy on
                   the 17-d proprioception, then --bisk-learners on --bisk-tasks for --bisk-samples.
-                  The Bipedal Skills adapter cannot set the simulator's state, so reenactment
-                  episodes start from the task's reset pose rather than the demonstration's state.
+                  Reenactment episodes start from the demonstration's state: the adapter records
+                  the robot's qpos/qvel and sets them (``BipedalSkills.sim_state``/``set_state``).
                   Goal: the best prior integration's final return >= 2x the baseline's (``none``)
                   at equal budget, on each task. An expert (an estimated 3-4 CPU-hours at 1M steps;
                   rerun to resume), then --bisk-expert runs/bisk_walker_velocity:
@@ -307,12 +307,13 @@ def _sac_config(steps: int, learning_starts: int, **fields: Any):
 def _rollouts(env, choose: Callable, count: int, seed: int, observe: Callable = lambda obs: obs) -> list:
     """``count`` episodes in ``env``; ``choose(rng)`` gives each episode its ``act(obs, t) -> action``.
 
-    Records ``observe(obs)``, the executed actions and, for MuJoCo environments, ``qpos``/``qvel``.
+    Records ``observe(obs)``, the executed actions and, for MuJoCo environments (Bipedal Skills'
+    too), ``qpos``/``qvel``.
     """
     from latentprior.data import Episode
+    from latentprior.data.collect import sim_state
 
     rng = np.random.default_rng(seed)
-    data = getattr(env.unwrapped, "data", None)
     episodes = []
     for _ in range(count):
         act = choose(rng)
@@ -320,9 +321,10 @@ def _rollouts(env, choose: Callable, count: int, seed: int, observe: Callable = 
         rows: dict[str, list] = {"observations": [observe(obs)], "actions": [], "qpos": [], "qvel": []}
         t, done = 0, False
         while True:
-            if data is not None:
-                rows["qpos"].append(data.qpos.copy())
-                rows["qvel"].append(data.qvel.copy())
+            state = sim_state(env)
+            if state is not None:
+                rows["qpos"].append(state[0])
+                rows["qvel"].append(state[1])
             if done:
                 break
             action = act(obs, t)

@@ -10,7 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from latentprior.data import Dataset, DatasetMetadata, Episode
-from latentprior.data.collect import _sim_state
+from latentprior.data.collect import sim_state
 from latentprior.envs.bipedal_skills import (
     PROPRIOCEPTION,
     ROBOTS,
@@ -167,6 +167,8 @@ def test_the_proprioception_is_positions_then_velocities_for_every_robot():
     for robot in ROBOTS:
         assert default_state_groups(bipedal_skills_id("Gaps", robot), 17) == {"positions": slice(0, 8), "velocities": slice(8, 17)}
         assert default_state_groups(bipedal_skills_id("Gaps", robot), 61) == {}  # the whole observation is no state
+        # A task registered elsewhere around the same robot (the benchmark's proprioception-only one).
+        assert default_state_groups(f"latentprior_benchmark/BiskProprioception{robot}-v0", 17)["velocities"] == slice(8, 17)
 
 
 @needs_bisk
@@ -196,7 +198,7 @@ def test_a_state_set_from_the_proprioception_is_observed_back_with_the_root_x_at
 def test_datasets_record_the_robots_joint_state_and_it_sets_the_robot_back():
     env = gym.make(bipedal_skills_id("VelocityControl", "Walker"), allow_fallover=True)
     recorded = _rollout(env, seed=0, steps=15).observations[-1]
-    qpos, qvel = _sim_state(env)  # what data collection records
+    qpos, qvel = sim_state(env)  # what data collection records
     assert qpos.shape == qvel.shape == (9,) and qpos[1] != 0.0  # the root's x, which the observation leaves out
     env.reset(seed=3)
     env.unwrapped.set_state(qpos, qvel)

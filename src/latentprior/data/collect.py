@@ -33,7 +33,7 @@ from latentprior.data.dataset import FIELDS, DatasetError, DatasetMetadata, Epis
 from latentprior.data.hdf5 import DatasetWriter
 from latentprior.io import check_space
 
-__all__ = ["collect", "collect_experts", "CollectResult"]
+__all__ = ["collect", "collect_experts", "CollectResult", "sim_state"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,21 +78,21 @@ class _EpisodeRecorder:
 
     def record_frame(self, env: gym.Env, obs: np.ndarray) -> None:
         self.rows["observations"].append(obs)
-        sim_state = _sim_state(env)
-        if sim_state is not None:
-            self.rows["qpos"].append(sim_state[0])
-            self.rows["qvel"].append(sim_state[1])
+        state = sim_state(env)
+        if state is not None:
+            self.rows["qpos"].append(state[0])
+            self.rows["qvel"].append(state[1])
 
     def episode(self) -> Episode:
         return Episode(**{name: np.stack(rows) for name, rows in self.rows.items() if rows})
 
 
-def _sim_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray] | None:
+def sim_state(env: gym.Env) -> tuple[np.ndarray, np.ndarray] | None:
     """``(qpos, qvel)`` of a MuJoCo environment (an adapter's ``sim_state()``, as Bipedal Skills'
     robot state, else ``unwrapped.data``), None for any other simulator."""
-    sim_state = getattr(env.unwrapped, "sim_state", None)
-    if callable(sim_state):
-        return sim_state()
+    own = getattr(env.unwrapped, "sim_state", None)
+    if callable(own):
+        return own()
     data = getattr(env.unwrapped, "data", None)
     if data is None or not hasattr(data, "qpos") or not hasattr(data, "qvel"):
         return None

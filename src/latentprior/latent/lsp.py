@@ -243,7 +243,7 @@ _LOCOMOTION_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 _LOCOMOTION_LAYOUTS["HumanoidStandup"] = _LOCOMOTION_LAYOUTS["Humanoid"]
 
-# Bipedal Skills robots (latentprior.envs.bipedal_skills, ids "latentprior/Bisk<Task><Robot>-v0"): the
+# Bipedal Skills robots (latentprior.envs.bipedal_skills, ids "latentprior/Bisk<Task><Robot>-v0", any namespace): the
 # states are the proprioception, the joint positions without the root's x and then every joint
 # velocity (observation[PROPRIOCEPTION]); the contact forces and the task's features after it are not.
 _BIPEDAL_SKILLS_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {
@@ -273,7 +273,7 @@ def default_state_groups(env_id: str | None, obs_dim: int) -> dict[str, slice]:
         :meth:`StateVAE.reconstruction_error` reports the overall ``"all"`` only.
     """
     gymnasium = re.fullmatch(r"(?:.*/)?(\w+?)-v[45]", env_id or "")
-    bipedal = re.fullmatch(rf"latentprior/Bisk\w+?({'|'.join(_BIPEDAL_SKILLS_LAYOUTS)})-v0", env_id or "")
+    bipedal = re.fullmatch(rf"(?:.*/)?Bisk\w+?({'|'.join(_BIPEDAL_SKILLS_LAYOUTS)})-v0", env_id or "")
     if gymnasium:
         layout = _LOCOMOTION_LAYOUTS.get(gymnasium.group(1))
     else:
