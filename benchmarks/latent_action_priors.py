@@ -256,7 +256,8 @@ def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
             rs, f = by_variant[variant], finals[variant]
             reach = steps_to_reach(curves[variant], target) if target is not None else None
             rows.append([variant, ",".join(str(r["seed"]) for r in rs), f"{max(r['steps'] for r in rs):,}",
-                         f"{np.mean(f):,.1f} ± {np.std(f):,.1f}", "-" if target is None else _fmt(reach)])
+                         f"{np.mean(f):,.1f} ± {np.std(f):,.1f}" if len(f) > 1 else f"{f[0]:,.1f} (one seed)",
+                         "-" if target is None else _fmt(reach)])
         heading = f"{part}: {env_id}" + (f", {task:g}x the demonstration's speed "
                                           f"({group[0]['resolved']['target_speed']:.2f} m/s)" if task else "")
         plot = f"{part}__{env_id}{f'__speed{task:g}x' if task else ''}.png"
