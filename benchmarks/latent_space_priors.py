@@ -800,25 +800,23 @@ def report(results: Path) -> str:
         lines += [*_report_pretraining(runs, robot), ""]
     goals: list[str] = []
     learners = [r for r in all_runs if r["spec"]["kind"] == "learner"]
-    for task in MAZES:
+
+    def task_section(task: str, success: bool, not_run: str) -> dict[str, Any] | None:
+        """Append ``task``'s section to ``lines``; its data for the goal check (``None`` when not run)."""
         group = [r for r in learners if r["spec"]["task"] == task]
-        data = None
-        if group:
-            section, data = _report_task(task, group, results, success=True)
-            lines += ["", *section]
-        else:
-            lines += ["", f"## {task}", "", "Not run."]
-        goals += _maze_goals(task, data)
+        if not group:
+            lines.extend(["", not_run])
+            return None
+        section, data = _report_task(task, group, results, success=success)
+        lines.extend(["", *section])
+        return data
+
+    for task in MAZES:
+        goals += _maze_goals(task, task_section(task, True, f"## {task}\n\nNot run."))
     bisk_tasks = sorted({r["spec"]["task"] for r in learners if r["spec"]["task"] not in MAZES})
     for task in bisk_tasks or ["GoToTargets", "Hurdles"]:
-        group = [r for r in learners if r["spec"]["task"] == task]
-        data = None
-        if group:
-            section, data = _report_task(task, group, results, success=False)
-            lines += ["", *section]
-        else:
-            lines += ["", f"## bisk {task}", "", "Not run (it needs a Bipedal Skills expert: --bisk-expert)."]
-        goals.append(_bisk_goal(task, data))
+        not_run = f"## bisk {task}\n\nNot run (it needs a Bipedal Skills expert: --bisk-expert)."
+        goals.append(_bisk_goal(task, task_section(task, False, not_run)))
     lines += ["", "## Goals", "", *goals]
     return "\n".join(lines) + "\n"
 
