@@ -16,7 +16,7 @@ import gymnasium as gym
 
 from latentprior.io import LatentPriorError
 
-__all__ = ["TaskError", "require", "register_task"]
+__all__ = ["TaskError", "require", "register_task", "proprioception_slice"]
 
 
 class TaskError(LatentPriorError, ValueError):
@@ -42,3 +42,20 @@ def register_task(env_id: str, entry_point: str, kwargs: dict[str, Any], max_epi
     """Register ``env_id`` with Gymnasium unless it is registered already (a module imported twice)."""
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=entry_point, kwargs=kwargs, max_episode_steps=max_episode_steps)
+
+
+def proprioception_slice(env: gym.Env, state_dim: int | None = None) -> slice:
+    """The part of ``env``'s flat observation that holds the robot's state (what a low-level policy
+    or a state VAE sees).
+
+    A task that appends features of its own after the robot's (AntMaze's goal, Bipedal Skills'
+    contact forces and targets) names it in ``unwrapped.proprioception``; any other environment's
+    whole observation is the robot's. With ``state_dim``, an observation of exactly that size is
+    taken whole (a task already reduced to the robot by a wrapper).
+    """
+    size = env.observation_space.shape[0]
+    declared = getattr(env.unwrapped, "proprioception", None)
+    if declared is None or size == state_dim:
+        return slice(0, size)
+    return declared
+

@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from latentprior.envs.extras import proprioception_slice
 from latentprior.io import check_space
 from latentprior.latent.lsp import LSPError
 
@@ -114,9 +115,7 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         space = env.observation_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise LSPError(f"LatentSpaceWrapper needs a flat Box observation space, got {space}")
-        if proprioception is None:  # a task that appends features after the robot's says where they start
-            proprioception = getattr(env.unwrapped, "proprioception", None)
-        self.proprioception = proprioception if proprioception is not None else slice(0, space.shape[0])
+        self.proprioception = proprioception if proprioception is not None else proprioception_slice(env)
         seen = gym.spaces.Box(space.low[self.proprioception], space.high[self.proprioception], dtype=space.dtype)
         source = "latent space wrapper: the low-level policy"
         check_space(low_level.proprioception_space, seen, "observation (proprioception)", source)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from latentprior.data import Dataset, DatasetError
+from latentprior.envs.extras import proprioception_slice
 from latentprior.latent.lsp import LSPError, StateVAE, _observation_space, _source, _Windows, default_state_groups
 
 __all__ = [
@@ -355,9 +356,7 @@ class ReenactmentEnv(gym.Wrapper):
         obs_dim, latent_dim = references[0].states.shape[1], references[0].latents.shape[1]
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise DatasetError(f"{source}: states are {obs_dim}-d, but the environment observes {space}")
-        proprioception = slice(0, space.shape[0])
-        if space.shape[0] != obs_dim:  # a task that appends features of its own after the robot's
-            proprioception = getattr(env.unwrapped, "proprioception", proprioception)
+        proprioception = proprioception_slice(env, obs_dim)
         if len(range(space.shape[0])[proprioception]) != obs_dim:
             raise DatasetError(
                 f"{source}: states are {obs_dim}-d, but the environment observes {space} (the robot's state in "

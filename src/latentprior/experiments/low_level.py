@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from latentprior.data import Dataset, DatasetError
+from latentprior.envs.extras import proprioception_slice
 from latentprior.envs.make import make_vec_env
 from latentprior.envs.reenactment import (
     LowLevelConfig,
@@ -146,8 +147,8 @@ class LowLevelPolicy:
         its own after the robot's (Bipedal Skills, AntMaze), the slice its ``unwrapped.proprioception`` names.
         """
         space = env.observation_space
-        seen = getattr(env.unwrapped, "proprioception", None)
-        if isinstance(space, gym.spaces.Box) and seen is not None and space.shape != self.proprioception_space.shape:
+        if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+            seen = proprioception_slice(env, self.proprioception_space.shape[0])
             space = gym.spaces.Box(space.low[seen], space.high[seen], dtype=space.dtype)
         check_space(self.proprioception_space, space, "observation (proprioception)", source)
         check_space(self.action_space, env.action_space, "action", source)
