@@ -72,9 +72,14 @@ def _jobs(args) -> list[dict]:
     def add(part, env_id, variant, seed, steps, transfer=False):
         experiment = {"env_id": env_id, "variant": variant, "seed": seed, "total_steps": steps,
                       "demonstration": str(args.data / DEMONSTRATIONS[env_id]), "allow_pickle": args.allow_pickle}
-        if args.latent_size == "paper":
-            experiment["latent_size"] = PAPER_LATENT_SIZES[env_id]
         name = f"{env_id}__{variant}__seed{seed}"
+        if VARIANTS[variant].needs_prior:  # prior ablations run in folders of their own
+            if args.latent_size == "paper":
+                experiment["latent_size"] = PAPER_LATENT_SIZES[env_id]
+                name += f"__k{PAPER_LATENT_SIZES[env_id]}"
+            if args.prior_data != "cycle":
+                experiment["prior_data"] = args.prior_data
+                name += f"__prior-{args.prior_data}"
         if transfer:
             experiment.update(target_speed_factor=args.speed_factor, target_direction=args.direction if env_id != "HalfCheetah-v5" else 0.0)
             name += f"__speed{args.speed_factor:g}x"
@@ -138,9 +143,7 @@ def _goal_lines(env_id: str, finals: dict, curves: dict) -> list[str]:
         return []
     lines = []
     ppo_final, ppo_steps = float(curves["ppo"].returns[-1]), float(curves["ppo"].steps[-1])
-    for variant in ("ppo+latent", "ppo+latent+style"):
-        if variant not in finals:
-            continue
+    for variant in [v for v in _ordered(finals) if v.split(" ")[0] in ("ppo+latent", "ppo+latent+style")]:
         final = float(curves[variant].returns[-1])
         if ppo_final > 0:
             verdict = "met" if final >= GOAL_RETURN_RATIO * ppo_final else "missed"
@@ -156,6 +159,22 @@ def _goal_lines(env_id: str, finals: dict, curves: dict) -> list[str]:
                    else f"does not reach PPO's final return in {ppo_steps:,.0f} steps")
         lines.append(f"- {env_id}, {variant}: {reached} (goal <= {GOAL_STEP_FRACTION:.0%}): **{'met' if ok else 'missed'}**")
     return lines
+
+
+def _label(run: dict) -> str:
+    """A run's row label: its variant, plus the prior ablation it ran (``--latent-size paper``, ``--prior-data``)."""
+    experiment, label = run["experiment"], run["variant"]
+    if VARIANTS[label].needs_prior:
+        if experiment.get("latent_size") is not None:
+            label += f" (k={experiment['latent_size']})"
+        if experiment.get("prior_data", "cycle") != "cycle":
+            label += f" (prior fitted on the {experiment['prior_data']})"
+    return label
+
+
+def _ordered(labels) -> list[str]:
+    """Row labels in the order of :data:`VARIANTS`, each variant's ablations after it."""
+    return sorted(labels, key=lambda label: (list(VARIANTS).index(label.split(" ")[0]), label))
 
 
 def _demonstration_level(results: Path, env_id: str, data: Path, allow_pickle: bool) -> dict | None:
@@ -189,25 +208,70 @@ def _gait_table(by_variant: dict[str, list[dict]]) -> list[str]:
         return "-" if not values else f"{np.mean(values):.{digits}f}" + (f" ± {np.std(values):.{digits}f}" if len(values) > 1 else "")
 
     rows, demonstration = [], None
-    for variant in [v for v in VARIANTS if v in by_variant and v != "bc"]:
+    for variant in [v for v in _ordered(by_variant) if v != "bc"]:
         gaits = [measure_gait(r["_dir"]) for r in by_variant[variant]]
         demonstration = gaits[0]["demonstration"]
         g = [x["policy"] for x in gaits]
         rows.append([variant, mean([x["speed"] for x in g]), mean([x["speed_factor"] for x in gaits]),
                      mean([x["cycle_steps"] for x in g], 1), mean([x["frequency_hz"] for x in g]), mean([x["stride_m"] for x in g]),
                      mean([x["reference_similarity"] for x in g]),
-                     f"{sum(x['cycle_steps'] is None for x in g)} of {len(g)}"])
+                     f"{sum(x['cycle_steps'] is None for x in g)} of {len(g)}",
+                     mean([np.mean(x["episode_lengths"]) for x in gaits], 0),
+                     mean([x["executed_action"]["mean_abs"] for x in gaits]),
+                     mean([x["executed_action"]["saturated"] for x in gaits])])
     if demonstration is None:
         return []
     d = demonstration
-    rows.append(["demonstration", f"{d['speed']:.2f}", "1", str(d["cycle_steps"]), f"{d['frequency_hz']:.2f}", f"{d['stride_m']:.2f}", "1", "-"])
+    rows.append(["demonstration", f"{d['speed']:.2f}", "1", str(d["cycle_steps"]), f"{d['frequency_hz']:.2f}", f"{d['stride_m']:.2f}", "1",
+                 "-", "-", "-", "-"])
     return [
         "Gaits (`measure_gait`: 3 deterministic episodes per seed, after 200 steps of start-up; mean ± std over seeds). "
         "Similarity: correlation of the mean joint cycle with the demonstration's reference cycle at the best phase "
-        "shift; a different cycle length or a low similarity is a gait other than the demonstration's.",
+        "shift; a different cycle length or a low similarity is a gait other than the demonstration's. Episode "
+        "length: steps before the episode ended (1000: no fall). Executed actions, in the action bounds mapped to "
+        "[-1, 1], after the start-up: mean |a| and the share of entries with |a| > 0.8.",
         "",
         markdown_table(["variant", "speed (m/s)", "x demonstration", "cycle (steps)", "frequency (Hz)", "stride (m)",
-                        "similarity to the reference cycle", "seeds without a periodic gait"], rows),
+                        "similarity to the reference cycle", "seeds without a periodic gait", "episode length",
+                        "mean abs(a)", "share abs(a) > 0.8"], rows),
+    ]
+
+
+def _decoder_reach_lines(by_variant: dict[str, list[dict]]) -> list[str]:
+    """What each seed's fitted decoder puts within reach (``decoder_reach``, cached per run in
+    ``decoder_reach.json``; it reads the demonstration, hence only with ``--allow-pickle``)."""
+    from latentprior.experiments.lap import LAPExperiment, decoder_reach, plan_lap_experiment
+    from latentprior.experiments.report import markdown_table
+    from latentprior.latent.action_prior import ActionPrior
+
+    rows = []
+    for r in [r for v in _ordered(by_variant) if v.split(" ")[0] == "ppo+latent" for r in by_variant[v]]:
+        path = Path(r["_dir"]) / "decoder_reach.json"
+        if path.is_file():
+            reach = json.loads(path.read_text())
+        else:
+            plan = plan_lap_experiment(LAPExperiment.from_dict(json.loads((Path(r["_dir"]) / "experiment.json").read_text())))
+            prior = ActionPrior.load(Path(r["_dir"]) / "action_prior")
+            reach = decoder_reach(prior, plan.cycle, r["env_id"], env_kwargs=plan.env_kwargs)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(reach, indent=1))
+            tmp.replace(path)
+        latents = reach["reference_latents"]
+        low, high = np.array(reach["coverage"]["min"]), np.array(reach["coverage"]["max"])
+        rows.append([_label(r), str(r["seed"]), f"{reach['replay']['mean']:,.0f} ± {reach['replay']['std']:,.0f}",
+                     f"{reach['reconstruction_max_abs']:.3f}", f"[{min(latents['min']):.2f}, {max(latents['max']):.2f}]",
+                     f"{np.mean(high - low) / 2:.2f}", f"{np.max(np.maximum(-low, high)):.2f}"])
+    if not rows:
+        return []
+    return [
+        "Decoder reach (`decoder_reach`, each ppo+latent seed's prior): the reference cycle replayed open loop "
+        "through the prior, `dec(enc(a_ref))` (compare the demonstration row), the largest reconstruction error, "
+        "the range of the cycle's latents (a latent policy acts in [-1, 1]), and the decoder's outputs over the "
+        "latent box [-1, 1]^k: the mean half-width of each action dimension's range and the largest |dec(z)| "
+        "(1: the whole action range; the executed action adds at most w = 0.1 of residual).",
+        "",
+        markdown_table(["variant", "seed", "dec(enc(a_ref)) replayed", "max reconstruction error", "cycle latents",
+                        "decoder range half-width", "max abs(dec(z))"], rows),
     ]
 
 
@@ -247,12 +311,12 @@ def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
     for (part, env_id, task), group in sorted(groups.items(), key=lambda kv: (PARTS.index(kv[0][0]), kv[0][1], kv[0][2] or 0)):
         by_variant: dict[str, list[dict]] = {}
         for r in group:
-            by_variant.setdefault(r["variant"], []).append(r)
+            by_variant.setdefault(_label(r), []).append(r)
         curves = {v: _mean_curve(rs) for v, rs in by_variant.items()}
         finals = {v: [r["final_task_return_mean"] for r in rs] for v, rs in by_variant.items()}
         target = float(curves["ppo"].returns[-1]) if "ppo" in curves else None
         rows = []
-        for variant in [v for v in VARIANTS if v in by_variant]:
+        for variant in _ordered(by_variant):
             rs, f = by_variant[variant], finals[variant]
             reach = steps_to_reach(curves[variant], target) if target is not None else None
             rows.append([variant, ",".join(str(r["seed"]) for r in rs), f"{max(r['steps'] for r in rs):,}",
@@ -273,6 +337,8 @@ def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
                   "", f"![learning curves]({plot})"]
         if allow_pickle:
             lines += ["", *_gait_table(by_variant)]
+            reach = [] if task else _decoder_reach_lines(by_variant)
+            lines += ["", *reach] if reach else []
         if part in ("main", "humanoid"):
             goals += _goal_lines(env_id, finals, curves)
     lines += ["", "## Goals", "", *(goals or ["- no PPO / PPO+latent pair finished yet"])]
@@ -294,6 +360,9 @@ def main(argv=None) -> None:
     parser.add_argument("--latent-size", choices=("pca", "paper"), default="pca",
                         help="pca: smallest k above 97%% explained variance of the reference cycle's actions "
                              "(HalfCheetah 3, Ant 3, Humanoid 10); paper: the authors' released sizes (3, 4, 9)")
+    parser.add_argument("--prior-data", choices=("cycle", "demonstration"), default="cycle",
+                        help="the actions the prior is fitted on: the reference gait cycle (default) or the whole "
+                             "demonstration (Ant's cycle spans |a| <= 0.45 of its range, the whole demonstration 0.9)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the paper's .npy demonstrations")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="read the paper's .npy demonstrations, which are pickles (can run code): only if you trust them")

@@ -11,6 +11,7 @@ from latentprior.envs.style_reward import JOINT_QPOS, StyleError
 from latentprior.experiments.lap import (
     VARIANTS,
     LAPExperiment,
+    decoder_reach,
     demonstration_actions,
     gait_of,
     lap_env_fn,
@@ -106,6 +107,23 @@ def test_replaying_the_reference_cycle_measures_the_demonstrations_reward_level(
         replay_reference_cycle(no_actions, "HalfCheetah-v5")
 
 
+def test_decoder_reach_replays_the_cycle_through_the_prior_and_bounds_its_actions(cheetah):
+    path, dataset, _ = cheetah
+    plan = plan_lap_experiment(experiment(path, variant="ppo+style"), dataset)
+    cycle_actions = demonstration_actions(dataset)[plan.cycle.start : plan.cycle.start + plan.cycle.length]
+    prior = fit_action_prior(cycle_actions, ActionPriorConfig(latent_dim=3, seed=0))  # the paper's 10,000 epochs, ~5 s
+    kwargs = {"max_episode_steps": 200}
+    reach = decoder_reach(prior, plan.cycle, "HalfCheetah-v5", episodes=2, env_kwargs=kwargs, grid=5)
+    plain = replay_reference_cycle(plan.cycle, "HalfCheetah-v5", episodes=2, env_kwargs=kwargs)
+    # A prior fitted on the cycle reproduces it: replayed through the decoder, the robot runs as the demonstration does.
+    assert reach["reconstruction_max_abs"] < 0.05, reach
+    assert reach["replay"]["mean"] == pytest.approx(plain["mean"], rel=0.25), (reach["replay"], plain)
+    assert all(-1.2 < lo <= hi < 1.2 for lo, hi in zip(reach["reference_latents"]["min"], reach["reference_latents"]["max"]))
+    assert len(reach["coverage"]["min"]) == 6 and all(-1 <= lo < hi <= 1 for lo, hi in zip(reach["coverage"]["min"], reach["coverage"]["max"]))
+    with pytest.raises(LatentPriorError, match="no actions"):
+        decoder_reach(prior, dataclasses.replace(plan.cycle, actions=None), "HalfCheetah-v5")
+
+
 def test_transfer_task_tracks_a_multiple_of_the_demonstrations_speed(cheetah):
     path, dataset, _ = cheetah
     plan = plan_lap_experiment(experiment(path, variant="ppo+style", target_speed_factor=2.0), dataset)
@@ -156,6 +174,7 @@ def test_ppo_latent_end_to_end_writes_result_json(cheetah, tmp_path):
     gait = measure_gait(tmp_path, episodes=1, skip=900)
     assert gait["demonstration"]["cycle_steps"] == 5 and gait["demonstration"]["frequency_hz"] == pytest.approx(4.0)
     assert np.isfinite(gait["policy"]["speed"]) and read_json(tmp_path / "gait.json") == gait
+    assert gait["episode_lengths"] == [1000] and 0 < gait["executed_action"]["mean_abs"] <= gait["executed_action"]["max_abs"] <= 1
     # ... and another experiment in the same folder is refused.
     with pytest.raises(LatentPriorError, match="another experiment.*seed: 0 -> 1"):
         run_lap_experiment(dataclasses.replace(exp, seed=1), tmp_path, progress=False)

@@ -82,6 +82,7 @@ __all__ = [
     "reference_cycle",
     "demonstration_speed",
     "replay_reference_cycle",
+    "decoder_reach",
     "Gait",
     "gait_of",
     "measure_gait",
@@ -477,6 +478,41 @@ def replay_reference_cycle(
     return {"returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns)), "lengths": lengths}
 
 
+def decoder_reach(
+    prior: ActionPrior, cycle: ReferenceCycle, env_id: str, episodes: int = 10, seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None, grid: int = 11,
+) -> dict[str, Any]:
+    """What the frozen decoder puts within a latent policy's reach, measured.
+
+    - ``replay``: the reference cycle passed through the prior, ``dec(enc(a_ref))``, replayed open
+      loop as in :func:`replay_reference_cycle`: the demonstration's level through the decoder.
+      Close to the plain replay, the decoder reproduces the gait.
+    - ``reference_latents``: per latent dimension, the least and greatest ``enc(a_ref)``. Inside
+      [-1, 1], a latent policy can reach every action of the cycle.
+    - ``coverage``: per action dimension, the least and greatest ``dec(z)`` over a ``grid``-point
+      grid of the latent box [-1, 1]^k, in the action bounds mapped to [-1, 1]. With the residual
+      weight ``w``, the executed actions lie within ``(1 - w) * coverage +- w``: a decoder that
+      covers half the range halves the torque the policy can command.
+    """
+    if cycle.actions is None:
+        raise LatentPriorError("the reference cycle has no actions to encode (the demonstration is state-only)")
+    space = gym.make(env_id, **(env_kwargs or {})).action_space
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    normalised = 2.0 * (cycle.actions - low) / (high - low) - 1.0
+    latents = prior.encode(normalised)
+    decoded = prior.decode(latents).astype(np.float64)
+    replayed = dataclasses.replace(cycle, actions=low + (np.clip(decoded, -1.0, 1.0) + 1.0) * (high - low) / 2.0)
+    axis = np.linspace(-1.0, 1.0, grid)
+    box = np.stack(np.meshgrid(*[axis] * prior.latent_dim, indexing="ij"), -1).reshape(-1, prior.latent_dim)
+    outputs = np.clip(prior.decode(box), -1.0, 1.0)
+    return {
+        "replay": replay_reference_cycle(replayed, env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs),
+        "reconstruction_max_abs": float(np.abs(decoded - normalised).max()),
+        "reference_latents": {"min": latents.min(0).tolist(), "max": latents.max(0).tolist()},
+        "coverage": {"min": outputs.min(0).tolist(), "max": outputs.max(0).tolist()},
+    }
+
+
 # ------------------------------------------------------------------------------------------ gaits
 @dataclasses.dataclass(frozen=True)
 class Gait:
@@ -526,39 +562,61 @@ def gait_of(q: np.ndarray, speed: float, dt: float, reference: np.ndarray | None
     return Gait(int(length), 1.0 / (length * dt), float(speed), float(speed) * length * dt, similarity)
 
 
+class _ExecutedActions(gym.ActionWrapper):
+    """Records the actions the robot executes (after every action-space wrapper), in [-1, 1] of its bounds."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._low, self._high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+        self.log: list[np.ndarray] = []
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        self.log.append(2.0 * (np.asarray(action, dtype=np.float64) - self._low) / (self._high - self._low) - 1.0)
+        return action
+
+
+_GAIT_VERSION = 2  # gait.json files of another version are measured again
+
+
 def measure_gait(out: str | os.PathLike, episodes: int = 3, seed: int = 0, skip: int = 200) -> dict[str, Any]:
     """The gait of a finished run's policy and of its demonstration (``out`` of :func:`run_lap_experiment`).
 
-    The policy acts deterministically for ``episodes`` episodes (seeds ``seed + i``); joint positions
-    and forward speed are recorded after the first ``skip`` steps (the start-up from rest). Written
-    to ``out/gait.json`` and read from there on later calls with the same ``episodes``, ``seed``
-    and ``skip``.
+    The policy acts deterministically for ``episodes`` episodes (seeds ``seed + i``); joint positions,
+    forward speed and the executed actions are recorded after the first ``skip`` steps (the start-up
+    from rest). Written to ``out/gait.json`` and read from there on later calls with the same
+    ``episodes``, ``seed`` and ``skip``.
 
     :return: ``policy`` (:meth:`Gait.to_dict` over all episodes' steps, the cycle from the first
         episode's), ``demonstration`` (the reference cycle's length and the demonstration's mean
-        speed), ``speed_factor`` (policy speed / demonstration speed), ``episodes``.
+        speed), ``speed_factor`` (policy speed / demonstration speed), ``episode_lengths``,
+        ``executed_action`` (over all recorded steps, in units of the action bounds mapped to
+        [-1, 1]: ``mean_abs``, ``max_abs`` and ``saturated``, the fraction of entries with
+        ``|a| > 0.8``; shows how much of its action range a policy uses, and whether a decoder
+        lets it), ``episodes``.
     """
     out = Path(out)
     cached = out / "gait.json"
     if cached.is_file():
         known = read_json(cached)
-        if (known.get("episodes"), known.get("seed"), known.get("skip")) == (episodes, seed, skip):
+        if (known.get("episodes"), known.get("seed"), known.get("skip"), known.get("version")) == (episodes, seed, skip, _GAIT_VERSION):
             return known
     experiment = LAPExperiment.from_dict(read_json(out / "experiment.json"))
     plan = plan_lap_experiment(experiment)
     prior = ActionPrior.load(out / "action_prior") if plan.variant.needs_prior else None
     policy = load_policy(out / "run")
-    env = gym.make(experiment.env_id, **plan.env_kwargs)
+    executed = _ExecutedActions(gym.make(experiment.env_id, **plan.env_kwargs))
+    env: gym.Env = executed
     robot = robot_name(experiment.env_id)
     reference = reference_cycle(plan.dataset, env, experiment.cycle_length, experiment.cycle_start)
     demo_speed = demonstration_speed(plan.dataset, env)
     dt = float(env.unwrapped.dt)
     for wrapper in lap_wrappers(plan, prior):
         env = wrapper(env)
-    first, speeds = None, []
+    first, speeds, actions, lengths = None, [], [], []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            executed.log.clear()
             q, v, done = [], [], False
             while not done:
                 obs, _, terminated, truncated, info = env.step(policy.act(obs))
@@ -566,19 +624,26 @@ def measure_gait(out: str | os.PathLike, episodes: int = 3, seed: int = 0, skip:
                 v.append(float(info["x_velocity"]))
                 done = terminated or truncated
             speeds.extend(v[skip:])
+            actions.extend(executed.log[skip:])
+            lengths.append(len(v))
             if first is None:
                 first = np.asarray(q[skip:])
     finally:
         env.close()
     speed = float(np.mean(speeds)) if speeds else float("nan")
     gait = gait_of(first, speed, dt, reference.q) if first is not None and len(first) >= 8 else Gait(None, None, speed, None, None)
+    magnitude = np.abs(np.asarray(actions)) if actions else None
     result = {
         "policy": gait.to_dict(),
         "demonstration": gait_of(np.tile(reference.q, (4, 1)), demo_speed, dt, reference.q).to_dict(),
         "speed_factor": speed / demo_speed if demo_speed else None,
+        "episode_lengths": lengths,
+        "executed_action": None if magnitude is None else {
+            "mean_abs": float(magnitude.mean()), "max_abs": float(magnitude.max()), "saturated": float((magnitude > 0.8).mean())},
         "episodes": episodes,
         "seed": seed,
         "skip": skip,
+        "version": _GAIT_VERSION,
     }
     atomic_write_json(cached, result)
     return result
