@@ -503,10 +503,9 @@ def _fit(spec: dict, results: Path) -> dict:
     data = load_result(results, f"data__{env_id}")
     train = load_dataset(results / data["files"]["train_lfpc" if spec["lfpc"] else "train_bc"])
     config = NPMPConfig(**spec["config"], lfpc_perturbation_std=tuple(data["delta_std"]) if spec["lfpc"] else None)
-    t0 = time.perf_counter()
-    npmp = fit_npmp(train, config, lfpc=spec["lfpc"])
-    fit_s = time.perf_counter() - t0
     module = f"runs/modules/{env_id}__{variant}"
+    npmp = fit_npmp(train, config, lfpc=spec["lfpc"], checkpoint_dir=results / module)  # an interrupted fit resumes
+    fit_s = npmp.history["seconds"][-1]  # over every resumed segment
     npmp.save(results / module)
     out: dict[str, Any] = {"module": module, "outputs": [module], "fit_s": fit_s, "fit_s_per_step": fit_s / config.steps,
                            "final": {k: v[-1] for k, v in npmp.history.items() if v}}

@@ -200,7 +200,7 @@ def _fit_npmp(args: argparse.Namespace) -> None:
 
     train, held_out = _train_and_held_out(args.data)
     config = config_from_overrides(NPMPConfig, _parse_overrides(args.set))
-    npmp = fit_npmp(train, config, lfpc=args.lfpc, held_out=held_out, callback=_print_history(args.quiet))
+    npmp = fit_npmp(train, config, lfpc=args.lfpc, held_out=held_out, callback=_print_history(args.quiet), checkpoint_dir=args.out)
     npmp.save(args.out)
     print(f"NPMP ({'LFPC' if args.lfpc else 'BC'}): latent {npmp.latent_dim}, held-out action MSE "
           f"{npmp.held_out_mse if npmp.held_out_mse is not None else 'n/a (fewer than 10 episodes)'}; written to {args.out}")
@@ -227,7 +227,7 @@ def _fit_vae(args: argparse.Namespace) -> None:
     train, held_out = _train_and_held_out(args.data)
     base = VAEConfig.small() if args.small else VAEConfig()
     config = config_from_overrides(VAEConfig, _parse_overrides(args.set), **vars(base))
-    vae = fit_vae(train, config, held_out=held_out, callback=_print_history(args.quiet))
+    vae = fit_vae(train, config, held_out=held_out, callback=_print_history(args.quiet), checkpoint_dir=args.out)
     vae.save(args.out)
     errors = vae.reconstruction_error(held_out or train)
     print(f"state VAE: latent {vae.latent_dim}; reconstruction MSE ({'held-out' if held_out else 'training'} episodes, "
@@ -242,7 +242,7 @@ def _fit_prior(args: argparse.Namespace) -> None:
     train, held_out = _train_and_held_out(args.data)
     base = PriorConfig.small() if args.small else PriorConfig()
     config = config_from_overrides(PriorConfig, _parse_overrides(args.set), **vars(base))
-    prior = fit_prior(vae, train, config, held_out=held_out, callback=_print_history(args.quiet))
+    prior = fit_prior(vae, train, config, held_out=held_out, callback=_print_history(args.quiet), checkpoint_dir=args.out)
     prior.vae_path = str(args.vae.resolve())
     prior.save(args.out)
     nll = prior.nll(vae, held_out or train)

@@ -328,3 +328,24 @@ def test_prior_refuses_a_vae_it_was_not_fitted_on(prior, data, tmp_path):
     other = fit_vae(train, dataclasses.replace(VAE_SMALL, seed=1, steps=1))
     with pytest.raises(ArtifactError, match="fitted on the latents of VAE [0-9a-f]{16}, but this VAE is"):
         prior.nll(other, train)
+
+
+def test_interrupted_vae_and_prior_fits_resume_to_the_same_weights(data, tmp_path):
+    train, held_out = data
+    vae_config = dataclasses.replace(VAE_SMALL, steps=40, log_interval=10)
+    whole = fit_vae(train, vae_config)
+    fit_vae(train, dataclasses.replace(vae_config, steps=20), checkpoint_dir=tmp_path / "vae", checkpoint_every=10)
+    resumed = fit_vae(train, vae_config, held_out=held_out, checkpoint_dir=tmp_path / "vae", checkpoint_every=10)
+    for (name, a), b in zip(whole.network.state_dict().items(), resumed.network.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert set(resumed.held_out_error) == {"positions", "velocities", "all"}
+
+    prior_config = dataclasses.replace(PRIOR_SMALL, steps=30, log_interval=10)
+    whole_prior = fit_prior(whole, train, prior_config)
+    fit_prior(whole, train, dataclasses.replace(prior_config, steps=10), checkpoint_dir=tmp_path / "prior", checkpoint_every=10)
+    resumed_prior = fit_prior(whole, train, prior_config, checkpoint_dir=tmp_path / "prior", checkpoint_every=10)
+    for (name, a), b in zip(whole_prior.network.state_dict().items(), resumed_prior.network.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed_prior.history["nll"] == whole_prior.history["nll"]
+    with pytest.raises(ArtifactError, match="another fit.*context"):
+        fit_prior(whole, train, dataclasses.replace(prior_config, context=8), checkpoint_dir=tmp_path / "prior")

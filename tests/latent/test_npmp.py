@@ -243,3 +243,18 @@ def test_bad_input_is_a_clear_error(fitted, noisy_data, tmp_path):
         NPMP.load(tmp_path / "npmp", gym.make("Pendulum-v1"))
     with pytest.raises(ArtifactError, match="action space"):
         NPMP.load(tmp_path / "npmp", (None, gym.spaces.Box(-1.0, 1.0, (3,), np.float32)))
+
+
+def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_same_module(noisy_data, tmp_path):
+    train, _ = noisy_data
+    config = NPMPConfig(**{**SMALL, "steps": 40, "batch_size": 16, "log_interval": 10})
+    whole = fit_npmp(train, config)
+    # Stopped after 20 steps (its last checkpoint), then run again to 40: the same weights as one fit.
+    fit_npmp(train, dataclasses.replace(config, steps=20), checkpoint_dir=tmp_path, checkpoint_every=10)
+    resumed = fit_npmp(train, config, checkpoint_dir=tmp_path, checkpoint_every=10)
+    for (name, a), b in zip(whole.network.state_dict().items(), resumed.network.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed.history["step"] == whole.history["step"] and resumed.history["loss"] == whole.history["loss"]
+    # A checkpoint of another fit is refused, naming what differs.
+    with pytest.raises(ArtifactError, match="another fit.*beta: 0.1 -> 0.01"):
+        fit_npmp(train, dataclasses.replace(config, beta=0.01), checkpoint_dir=tmp_path)

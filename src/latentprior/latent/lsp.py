@@ -61,6 +61,7 @@ from torch import nn
 
 from latentprior.data import Dataset, DatasetError
 from latentprior.io import ArtifactError, LatentPriorError, check_space, load_artifact, save_artifact
+from latentprior.rl.checkpoint import FitCheckpoint
 
 __all__ = [
     "LSPError",
@@ -607,11 +608,32 @@ def _record(history: dict[str, list[float]], step: int, sums: dict[str, float], 
     history["seconds"].append(time.perf_counter() - start)
 
 
+def _fit_checkpoint(
+    directory: str | os.PathLike | None, every: int, config, dataset: Dataset, history: dict[str, list[float]],
+    network: nn.Module, optimizer: torch.optim.Optimizer, scheduler, generator: torch.Generator, **identity,
+) -> tuple[FitCheckpoint | None, int, dict]:
+    """``(checkpoint, first step, state)`` of a fit; restores the newest checkpoint in ``directory`` into
+    the network, optimizer, schedule, generator and ``history`` (in place) when there is one."""
+    state = {"modules": {"network": network}, "optimizers": {"adam": optimizer}, "schedulers": {"warmup": scheduler},
+             "generators": {"sample": generator}}
+    if directory is None:
+        return None, 1, state
+    identity = {**asdict(config), "steps": None, "device": None, "data": _source(dataset), "episodes": len(dataset),
+                "frames": int(sum(e.num_steps for e in dataset)), **identity}
+    checkpoint = FitCheckpoint(directory, identity, every)
+    done, restored = checkpoint.restore(**state)
+    if restored is not None:
+        history.clear(), history.update(restored)
+    return checkpoint, done + 1, state
+
+
 def fit_vae(
     dataset: Dataset,
     config: VAEConfig | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     held_out: Dataset | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 5000,
 ) -> StateVAE:
     """Fit the state VAE on windows of demonstration states (the autoencoder of Gehring et al. 2023).
 
@@ -631,6 +653,8 @@ def fit_vae(
         latest history entry (progress displays, logging).
     :param held_out: episodes (any length) to measure :meth:`StateVAE.reconstruction_error` on at
         every history entry and at the end (:attr:`StateVAE.held_out_error`).
+    :param checkpoint_dir: write resumable checkpoints there every ``checkpoint_every`` steps and
+        continue from the newest one (:class:`~latentprior.rl.checkpoint.FitCheckpoint`).
     :return: the fitted :class:`StateVAE`, in evaluation mode with gradients off, on ``config.device``.
     """
     config = config or VAEConfig()
@@ -662,8 +686,10 @@ def fit_vae(
     history: dict[str, list[float]] = {"step": [], **{k: [] for k in sums}, "seconds": []}
     vae = StateVAE(network, config, observation_space, groups, history, None, env_id)
     standard = torch.distributions.Normal(0.0, 1.0)
-    start = time.perf_counter()
-    for step in range(1, config.steps + 1):
+    checkpoint, first, state = _fit_checkpoint(
+        checkpoint_dir, checkpoint_every, config, dataset, history, network, optimizer, scheduler, generator)
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    for step in range(first, config.steps + 1):
         x_n = network.normalise(windows.sample(config.batch_size, generator))
         mean, std = network.posterior(x_n)
         z = torch.tanh(mean + std * torch.randn(mean.shape, generator=generator, device=device))
@@ -684,10 +710,14 @@ def fit_vae(
                 vae.held_out_error = vae.reconstruction_error(held_out)
                 for name, value in vae.held_out_error.items():
                     history.setdefault(f"held_out_mse/{name}", []).append(value)
+            if checkpoint is not None:
+                checkpoint.save(step, history, **state, last=step == config.steps)
             if callback is not None:
                 callback(step, {key: values[-1] for key, values in history.items()})
 
     network.eval().requires_grad_(False)
+    if held_out is not None and vae.held_out_error is None:  # a finished fit, restored from its checkpoint
+        vae.held_out_error = vae.reconstruction_error(held_out)
     return vae
 
 
@@ -1180,6 +1210,8 @@ def fit_prior(
     config: PriorConfig | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     held_out: Dataset | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 5000,
 ) -> LatentPrior:
     """Fit the latent space prior ``pi_0`` on the frozen VAE's latents (Gehring et al. 2023).
 
@@ -1198,6 +1230,8 @@ def fit_prior(
         latest history entry.
     :param held_out: episodes (any length) to measure :meth:`LatentPrior.nll` on at every history
         entry and at the end (:attr:`LatentPrior.held_out_nll`).
+    :param checkpoint_dir: write resumable checkpoints there every ``checkpoint_every`` steps and
+        continue from the newest one (:class:`~latentprior.rl.checkpoint.FitCheckpoint`).
     :return: the fitted :class:`LatentPrior`, in evaluation mode with gradients off, on ``config.device``.
     """
     config = config or PriorConfig()
@@ -1219,8 +1253,12 @@ def fit_prior(
     if held_out is not None:
         history["held_out_nll"] = []
     prior = LatentPrior(network, config, vae.fingerprint, history)
-    start = time.perf_counter()
-    for step in range(1, config.steps + 1):
+    checkpoint, first, state = _fit_checkpoint(checkpoint_dir, checkpoint_every, config, dataset, history, network,
+                                               optimizer, scheduler, generator, vae=vae.fingerprint)
+    if history.get("held_out_nll"):
+        prior.held_out_nll = history["held_out_nll"][-1]
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    for step in range(first, config.steps + 1):
         mean, std = windows.sample(config.batch_size, generator).chunk(2, dim=-1)
         target = torch.tanh(mean)
         if config.noisy_inputs:
@@ -1240,6 +1278,8 @@ def fit_prior(
             if held_out is not None:
                 prior.held_out_nll = prior.nll(vae, held_out)
                 history["held_out_nll"].append(prior.held_out_nll)
+            if checkpoint is not None:
+                checkpoint.save(step, history, **state, last=step == config.steps)
             if callback is not None:
                 callback(step, {key: values[-1] for key, values in history.items()})
 

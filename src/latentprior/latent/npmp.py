@@ -98,6 +98,7 @@ from torch import nn
 
 from latentprior.data import Dataset, DatasetError, Episode
 from latentprior.io import ArtifactError, LatentPriorError, check_space, load_artifact, save_artifact
+from latentprior.rl.checkpoint import FitCheckpoint
 
 __all__ = [
     "NPMPConfig",
@@ -835,6 +836,8 @@ def fit_npmp(
     lfpc: bool = False,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     held_out: Dataset | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 5000,
 ) -> NPMP:
     """Fit an NPMP module by maximising the beta-weighted ELBO over subsequences.
 
@@ -866,6 +869,9 @@ def fit_npmp(
     :param held_out: episodes (with ``expert_actions``) to measure one-shot reconstruction on at
         every history entry and at the end (:attr:`NPMP.held_out_mse`); for LFPC, noisy rollouts
         of the same experts show how well the cloned feedback generalises.
+    :param checkpoint_dir: write resumable checkpoints there every ``checkpoint_every`` steps and
+        continue from the newest one (:class:`~latentprior.rl.checkpoint.FitCheckpoint`): a rerun
+        after an interruption ends with the weights of an uninterrupted fit.
     :return: the fitted :class:`NPMP`, in evaluation mode with gradients off.
     """
     config = config or NPMPConfig()
@@ -897,9 +903,19 @@ def fit_npmp(
     if held_out is not None:
         history["held_out_mse"] = []
     npmp = NPMP(network, config, observation_space, action_space, lfpc, history, None, dataset.metadata.env_id)
+    state = {"modules": {"network": network}, "optimizers": {"adam": optimizer}, "generators": {"sample": generator}}
+    checkpoint, first = None, 1
+    if checkpoint_dir is not None:
+        identity = {**asdict(config), "steps": None, "lfpc": lfpc, "data": source,
+                    "episodes": len(dataset), "frames": int(sum(e.num_steps for e in dataset))}
+        checkpoint = FitCheckpoint(checkpoint_dir, identity, checkpoint_every)
+        done, restored = checkpoint.restore(**state)
+        if restored is not None:
+            history.clear(), history.update(restored)
+            first = done + 1
     sums = np.zeros(3)
-    start = time.perf_counter()
-    for step in range(1, config.steps + 1):
+    start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+    for step in range(first, config.steps + 1):
         # -- minibatch: nominal subsequences, perturbed for LFPC --------------------------------
         if lfpc:
             states_b, targets_b, jacobians_b = data.sample(config.lfpc_subsequences, generator)
@@ -941,11 +957,13 @@ def fit_npmp(
             sums[:] = 0.0
             if held_out is not None:
                 history["held_out_mse"].append(npmp.reconstruction_mse(held_out))
+            if checkpoint is not None:
+                checkpoint.save(step, history, **state, last=step == config.steps)
             if callback is not None:
                 callback(step, {key: values[-1] for key, values in history.items()})
 
     network.eval().requires_grad_(False)
-    if held_out is not None:
+    if held_out is not None and history["held_out_mse"]:
         npmp.held_out_mse = history["held_out_mse"][-1]
     return npmp
 

@@ -13,6 +13,7 @@ every ``step_*`` directory is complete; the newest one is the resume point.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import nn
 from latentprior.io import ArtifactError, load_artifact, save_artifact
 
 __all__ = [
+    "FitCheckpoint",
     "save_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
@@ -39,14 +41,14 @@ def save_checkpoint(
     step: int,
     tensors: Mapping[str, nn.Module | Mapping[str, torch.Tensor]],
     state: Mapping[str, Any],
-    policy: nn.Module,
+    policy: nn.Module | None,
     keep: int = 2,
 ) -> Path:
     """Write ``checkpoints/step_<step>/`` atomically and delete all but the newest ``keep``.
 
     :param tensors: named modules or tensor dicts, each saved as one safetensors file.
     :param state: JSON-able values (counters, optimizer settings); read back as the config.
-    :param policy: a :class:`~latentprior.rl.policy.Policy`, saved as ``policy/``.
+    :param policy: a :class:`~latentprior.rl.policy.Policy`, saved as ``policy/``; ``None``: none.
     """
     root = Path(run_dir) / "checkpoints"
     final = root / f"{_PREFIX}{step:012d}"
@@ -55,7 +57,8 @@ def save_checkpoint(
     tmp = root / f".tmp-{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_artifact(tmp, tensors, {"kind": "checkpoint", "step": step, **state})
-    policy.save(tmp / "policy")
+    if policy is not None:
+        policy.save(tmp / "policy")
     os.replace(tmp, final)
     for old in _checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -107,3 +110,86 @@ def optimizer_load(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     except (ValueError, KeyError) as e:
         raise ArtifactError(f"checkpoint optimizer state does not fit this optimizer ({e})") from None
+
+
+class FitCheckpoint:
+    """Resumable checkpoints of a supervised fit (the NPMP module, the state VAE, the latent prior).
+
+    A fit calls :meth:`restore` once before its first step and :meth:`save` after each history
+    entry; every ``every`` steps (and at the last step) the modules, the optimizers' moments, the
+    learning-rate schedules, the random generators and the history are written with
+    :func:`save_checkpoint` under ``directory/checkpoints/``. A rerun of the same fit continues
+    from the newest one and ends with the same weights as an uninterrupted fit; a rerun with a
+    larger step budget continues a finished fit.
+
+    :param directory: where the checkpoints go (e.g. the folder the fitted artifact is saved to).
+    :param identity: what makes two fits the same (JSON-able: the config without the step budget,
+        the data's source and size): a checkpoint of another fit is refused, naming what differs.
+    :param every: steps between checkpoints.
+    """
+
+    def __init__(self, directory: str | os.PathLike, identity: Mapping[str, Any], every: int = 5000):
+        if every < 1:
+            raise ValueError(f"FitCheckpoint: every must be >= 1, got {every}")
+        self.directory = Path(directory)
+        self.identity = json.loads(json.dumps(dict(identity)))  # tuples as a file holds them: lists
+        self.every = every
+        self.saved_step = 0
+
+    def restore(
+        self,
+        modules: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        schedulers: Mapping[str, Any] = {},
+        generators: Mapping[str, torch.Generator] = {},
+    ) -> tuple[int, dict[str, list[float]] | None]:
+        """Load the newest checkpoint into the given objects: ``(step, history)``, or ``(0, None)`` without one."""
+        loaded = load_checkpoint(self.directory)
+        if loaded is None:
+            return 0, None
+        state, tensors = loaded
+        where = latest_checkpoint(self.directory)
+        old = state.get("identity", {})
+        changed = {k: (old.get(k), v) for k, v in self.identity.items() if old.get(k) != v}
+        if changed:
+            listing = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+            raise ArtifactError(f"{where}: a checkpoint of another fit ({listing}); delete {self.directory / 'checkpoints'} "
+                                "or fit into another folder")
+        try:
+            for name, module in modules.items():
+                module.load_state_dict(tensors[f"module.{name}"])
+            for name, optimizer in optimizers.items():
+                optimizer_load(optimizer, tensors[f"optimizer.{name}"], state["optimizers"][name])
+            for name, scheduler in schedulers.items():
+                scheduler.load_state_dict(state["schedulers"][name])
+            for name, generator in generators.items():
+                generator.set_state(tensors["rng"][name])
+        except (KeyError, RuntimeError) as e:
+            raise ArtifactError(f"{where}: checkpoint does not fit this fit ({e})") from None
+        torch.set_rng_state(tensors["rng"]["torch"])
+        self.saved_step = int(state["step"])
+        return self.saved_step, {k: list(v) for k, v in state["history"].items()}
+
+    def save(
+        self,
+        step: int,
+        history: Mapping[str, list[float]],
+        modules: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        schedulers: Mapping[str, Any] = {},
+        generators: Mapping[str, torch.Generator] = {},
+        last: bool = False,
+    ) -> Path | None:
+        """Checkpoint at ``step`` when ``every`` steps have passed since the last one, or when ``last``."""
+        if not last and step - self.saved_step < self.every:
+            return None
+        tensors: dict[str, Any] = {f"module.{name}": module for name, module in modules.items()}
+        meta = {}
+        for name, optimizer in optimizers.items():
+            tensors[f"optimizer.{name}"], meta[name] = optimizer_to_tensors(optimizer)
+        tensors["rng"] = {"torch": torch.get_rng_state(), **{name: g.get_state() for name, g in generators.items()}}
+        state = {"identity": self.identity, "history": {k: list(v) for k, v in history.items()}, "optimizers": meta,
+                 "schedulers": {name: s.state_dict() for name, s in schedulers.items()}}
+        path = save_checkpoint(self.directory, step, tensors, state, policy=None)
+        self.saved_step = step
+        return path
