@@ -83,6 +83,9 @@ def _jobs(args) -> list[dict]:
         if transfer:
             experiment.update(target_speed_factor=args.speed_factor, target_direction=args.direction if env_id != "HalfCheetah-v5" else 0.0)
             name += f"__speed{args.speed_factor:g}x"
+            if args.tracking_sharpness != 5.0:
+                experiment["tracking_sharpness"] = args.tracking_sharpness
+                name += f"__sharpness{args.tracking_sharpness:g}"
         if args.quick:
             experiment.update(QUICK)
         jobs.append({"part": part, "name": name, "experiment": experiment})
@@ -284,7 +287,8 @@ def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
         return f"no results in {results}\n"
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        task = r["experiment"]["target_speed_factor"]
+        e = r["experiment"]
+        task = (e["target_speed_factor"], e.get("tracking_sharpness", 5.0)) if e["target_speed_factor"] else None
         groups.setdefault((r["metadata"].get("part", "main"), r["env_id"], task), []).append(r)
     first = runs[0]["metadata"]
     machine = first.get("machine", {})
@@ -308,7 +312,7 @@ def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
         lines += ["", f"**Caveat**: the evaluations of {', '.join(shaped)} logged no task return, so their figures "
                   "are style-shaped returns, not comparable with the others."]
     goals: list[str] = []
-    for (part, env_id, task), group in sorted(groups.items(), key=lambda kv: (PARTS.index(kv[0][0]), kv[0][1], kv[0][2] or 0)):
+    for (part, env_id, task), group in sorted(groups.items(), key=lambda kv: (PARTS.index(kv[0][0]), kv[0][1], kv[0][2] or (0, 0))):
         by_variant: dict[str, list[dict]] = {}
         for r in group:
             by_variant.setdefault(_label(r), []).append(r)
@@ -322,9 +326,11 @@ def report(results: Path, data: Path = DATA, allow_pickle: bool = False) -> str:
             rows.append([variant, ",".join(str(r["seed"]) for r in rs), f"{max(r['steps'] for r in rs):,}",
                          f"{np.mean(f):,.1f} ± {np.std(f):,.1f}" if len(f) > 1 else f"{f[0]:,.1f} (one seed)",
                          "-" if target is None else _fmt(reach)])
-        heading = f"{part}: {env_id}" + (f", {task:g}x the demonstration's speed "
-                                          f"({group[0]['resolved']['target_speed']:.2f} m/s)" if task else "")
-        plot = f"{part}__{env_id}{f'__speed{task:g}x' if task else ''}.png"
+        heading = f"{part}: {env_id}" + (f", {task[0]:g}x the demonstration's speed "
+                                          f"({group[0]['resolved']['target_speed']:.2f} m/s), tracking reward "
+                                          f"exp(-{task[1]:g} |v - v_des|)" if task else "")
+        suffix = "" if not task else f"__speed{task[0]:g}x" + (f"__sharpness{task[1]:g}" if task[1] != 5.0 else "")
+        plot = f"{part}__{env_id}{suffix}.png"
         ppo_curves = {v: c for v, c in curves.items() if v != "bc"}
         reference = {"bc": float(curves["bc"].returns[-1])} if "bc" in curves else None
         plot_curves(ppo_curves, results / plot, title=heading, ylabel="task return", reference=reference)
@@ -356,6 +362,9 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=1_000_000, help="PPO steps per main/transfer run (the paper: 2M)")
     parser.add_argument("--humanoid-steps", type=int, default=1_000_000, help="PPO steps per Humanoid run (the paper: 5M)")
     parser.add_argument("--speed-factor", type=float, default=2.0, help="transfer: multiple of the demonstration's speed")
+    parser.add_argument("--tracking-sharpness", type=float, default=5.0,
+                        help="transfer: k of the tracking reward exp(-k |v - v_des|) (5: the issue's; Ant at 2x gets "
+                             "exp(-5 x 3.76) ~ 7e-9 at rest, no gradient, while k = 1 gives 0.02)")
     parser.add_argument("--direction", type=float, default=0.0, help="transfer: Ant's commanded heading (radians)")
     parser.add_argument("--latent-size", choices=("pca", "paper"), default="pca",
                         help="pca: smallest k above 97%% explained variance of the reference cycle's actions "
