@@ -207,7 +207,7 @@ def _gait_table(by_variant: dict[str, list[dict]]) -> list[str]:
     from latentprior.experiments.report import markdown_table
 
     def mean(values, digits=2):
-        values = [v for v in values if v is not None]
+        values = [v for v in values if v is not None and np.isfinite(v)]  # nan: no step after the start-up
         return "-" if not values else f"{np.mean(values):.{digits}f}" + (f" ± {np.std(values):.{digits}f}" if len(values) > 1 else "")
 
     rows, demonstration = [], None
@@ -220,8 +220,9 @@ def _gait_table(by_variant: dict[str, list[dict]]) -> list[str]:
                      mean([x["reference_similarity"] for x in g]),
                      f"{sum(x['cycle_steps'] is None for x in g)} of {len(g)}",
                      mean([np.mean(x["episode_lengths"]) for x in gaits], 0),
-                     mean([x["executed_action"]["mean_abs"] for x in gaits]),
-                     mean([x["executed_action"]["saturated"] for x in gaits])])
+                     # None: every episode ended within the start-up, so no step was recorded
+                     mean([(x["executed_action"] or {}).get("mean_abs") for x in gaits]),
+                     mean([(x["executed_action"] or {}).get("saturated") for x in gaits])])
     if demonstration is None:
         return []
     d = demonstration

@@ -490,7 +490,8 @@ def decoder_reach(
     - ``reference_latents``: per latent dimension, the least and greatest ``enc(a_ref)``. Inside
       [-1, 1], a latent policy can reach every action of the cycle.
     - ``coverage``: per action dimension, the least and greatest ``dec(z)`` over a ``grid``-point
-      grid of the latent box [-1, 1]^k, in the action bounds mapped to [-1, 1]. With the residual
+      grid of the latent box [-1, 1]^k (past 200,000 points: its corners, up to k = 16, and
+      100,000 uniform points), in the action bounds mapped to [-1, 1]. With the residual
       weight ``w``, the executed actions lie within ``(1 - w) * coverage +- w``: a decoder that
       covers half the range halves the torque the policy can command.
     """
@@ -502,8 +503,13 @@ def decoder_reach(
     latents = prior.encode(normalised)
     decoded = prior.decode(latents).astype(np.float64)
     replayed = dataclasses.replace(cycle, actions=low + (np.clip(decoded, -1.0, 1.0) + 1.0) * (high - low) / 2.0)
-    axis = np.linspace(-1.0, 1.0, grid)
-    box = np.stack(np.meshgrid(*[axis] * prior.latent_dim, indexing="ij"), -1).reshape(-1, prior.latent_dim)
+    k = prior.latent_dim
+    if grid**k <= 200_000:
+        axis = np.linspace(-1.0, 1.0, grid)
+        box = np.stack(np.meshgrid(*[axis] * k, indexing="ij"), -1).reshape(-1, k)
+    else:  # too many grid points (Humanoid: k = 10): the box's corners and uniform points in it
+        corners = np.array(np.meshgrid(*[[-1.0, 1.0]] * k, indexing="ij")).reshape(k, -1).T if k <= 16 else np.empty((0, k))
+        box = np.concatenate([corners, np.random.default_rng(seed).uniform(-1.0, 1.0, size=(100_000, k))])
     outputs = np.clip(prior.decode(box), -1.0, 1.0)
     return {
         "replay": replay_reference_cycle(replayed, env_id, episodes=episodes, seed=seed, env_kwargs=env_kwargs),
