@@ -184,19 +184,18 @@ def _demonstration_level(results: Path, env_id: str, data: Path, allow_pickle: b
     """The demonstration's reward level (its gait cycle replayed open loop, 10 episodes), cached in
     ``demonstration__<env>.json``; computed only with ``--allow-pickle`` (it reads the demonstration)."""
     from latentprior.experiments.lap import LAPExperiment, plan_lap_experiment, replay_reference_cycle
+    from latentprior.io import atomic_write_json, read_json
 
     path = results / f"demonstration__{env_id}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path)
     if not allow_pickle or env_id not in DEMONSTRATIONS or not (data / DEMONSTRATIONS[env_id]).is_file():
         return None
     plan = plan_lap_experiment(LAPExperiment(env_id=env_id, variant="ppo+style", demonstration=str(data / DEMONSTRATIONS[env_id]),
                                              allow_pickle=True))
     level = {**replay_reference_cycle(plan.cycle, env_id, episodes=10, env_kwargs=plan.env_kwargs),
              "cycle": {"start": plan.cycle.start, "length": plan.cycle.length}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(level, indent=1))
-    tmp.replace(path)
+    atomic_write_json(path, level)
     return level
 
 
@@ -246,20 +245,18 @@ def _decoder_reach_lines(by_variant: dict[str, list[dict]]) -> list[str]:
     ``decoder_reach.json``; it reads the demonstration, hence only with ``--allow-pickle``)."""
     from latentprior.experiments.lap import LAPExperiment, decoder_reach, plan_lap_experiment
     from latentprior.experiments.report import markdown_table
+    from latentprior.io import atomic_write_json, read_json
     from latentprior.latent.action_prior import ActionPrior
 
     rows = []
     for r in [r for v in _ordered(by_variant) if v.split(" ")[0] == "ppo+latent" for r in by_variant[v]]:
         path = Path(r["_dir"]) / "decoder_reach.json"
         if path.is_file():
-            reach = json.loads(path.read_text())
+            reach = read_json(path)
         else:
-            plan = plan_lap_experiment(LAPExperiment.from_dict(json.loads((Path(r["_dir"]) / "experiment.json").read_text())))
-            prior = ActionPrior.load(Path(r["_dir"]) / "action_prior")
-            reach = decoder_reach(prior, plan.cycle, r["env_id"], env_kwargs=plan.env_kwargs)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(reach, indent=1))
-            tmp.replace(path)
+            plan = plan_lap_experiment(LAPExperiment.from_dict(read_json(Path(r["_dir"]) / "experiment.json")))
+            reach = decoder_reach(ActionPrior.load(Path(r["_dir"]) / "action_prior"), plan.cycle, r["env_id"], env_kwargs=plan.env_kwargs)
+            atomic_write_json(path, reach)
         latents = reach["reference_latents"]
         low, high = np.array(reach["coverage"]["min"]), np.array(reach["coverage"]["max"])
         rows.append([_label(r), str(r["seed"]), f"{reach['replay']['mean']:,.0f} ± {reach['replay']['std']:,.0f}",

@@ -497,7 +497,9 @@ def decoder_reach(
     """
     if cycle.actions is None:
         raise LatentPriorError("the reference cycle has no actions to encode (the demonstration is state-only)")
-    space = gym.make(env_id, **(env_kwargs or {})).action_space
+    env = gym.make(env_id, **(env_kwargs or {}))
+    space = env.action_space
+    env.close()
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
     normalised = 2.0 * (cycle.actions - low) / (high - low) - 1.0
     latents = prior.encode(normalised)
