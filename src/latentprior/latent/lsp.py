@@ -621,10 +621,7 @@ def _fit_checkpoint(
     identity = {**asdict(config), "steps": None, "device": None, "data": _source(dataset), "episodes": len(dataset),
                 "frames": int(sum(e.num_steps for e in dataset)), **identity}
     checkpoint = FitCheckpoint(directory, identity, every)
-    done, restored = checkpoint.restore(**state)
-    if restored is not None:
-        history.clear(), history.update(restored)
-    return checkpoint, done + 1, state
+    return checkpoint, checkpoint.resume(history, **state), state
 
 
 def fit_vae(

@@ -909,10 +909,7 @@ def fit_npmp(
         identity = {**asdict(config), "steps": None, "lfpc": lfpc, "data": source,
                     "episodes": len(dataset), "frames": int(sum(e.num_steps for e in dataset))}
         checkpoint = FitCheckpoint(checkpoint_dir, identity, checkpoint_every)
-        done, restored = checkpoint.restore(**state)
-        if restored is not None:
-            history.clear(), history.update(restored)
-            first = done + 1
+        first = checkpoint.resume(history, **state)
     sums = np.zeros(3)
     start = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
     for step in range(first, config.steps + 1):

@@ -115,8 +115,8 @@ def optimizer_load(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch
 class FitCheckpoint:
     """Resumable checkpoints of a supervised fit (the NPMP module, the state VAE, the latent prior).
 
-    A fit calls :meth:`restore` once before its first step and :meth:`save` after each history
-    entry; every ``every`` steps (and at the last step) the modules, the optimizers' moments, the
+    A fit calls :meth:`resume` (or :meth:`restore`) once before its first step and :meth:`save`
+    after each history entry; every ``every`` steps (and at the last step) the modules, the optimizers' moments, the
     learning-rate schedules, the random generators and the history are written with
     :func:`save_checkpoint` under ``directory/checkpoints/``. A rerun of the same fit continues
     from the newest one and ends with the same weights as an uninterrupted fit; a rerun with a
@@ -140,8 +140,8 @@ class FitCheckpoint:
         self,
         modules: Mapping[str, nn.Module],
         optimizers: Mapping[str, torch.optim.Optimizer],
-        schedulers: Mapping[str, Any] = {},
-        generators: Mapping[str, torch.Generator] = {},
+        schedulers: Mapping[str, Any] | None = None,
+        generators: Mapping[str, torch.Generator] | None = None,
     ) -> tuple[int, dict[str, list[float]] | None]:
         """Load the newest checkpoint into the given objects: ``(step, history)``, or ``(0, None)`` without one."""
         loaded = load_checkpoint(self.directory)
@@ -149,6 +149,7 @@ class FitCheckpoint:
             return 0, None
         state, tensors = loaded
         where = latest_checkpoint(self.directory)
+        schedulers, generators = schedulers or {}, generators or {}
         old = state.get("identity", {})
         changed = {k: (old.get(k), v) for k, v in self.identity.items() if old.get(k) != v}
         if changed:
@@ -170,19 +171,28 @@ class FitCheckpoint:
         self.saved_step = int(state["step"])
         return self.saved_step, {k: list(v) for k, v in state["history"].items()}
 
+    def resume(self, history: dict[str, list[float]], **state: Any) -> int:
+        """:meth:`restore` into ``state`` (its keyword arguments) and ``history`` (in place): the first step to run."""
+        done, restored = self.restore(**state)
+        if restored is not None:
+            history.clear()
+            history.update(restored)
+        return done + 1
+
     def save(
         self,
         step: int,
         history: Mapping[str, list[float]],
         modules: Mapping[str, nn.Module],
         optimizers: Mapping[str, torch.optim.Optimizer],
-        schedulers: Mapping[str, Any] = {},
-        generators: Mapping[str, torch.Generator] = {},
+        schedulers: Mapping[str, Any] | None = None,
+        generators: Mapping[str, torch.Generator] | None = None,
         last: bool = False,
     ) -> Path | None:
         """Checkpoint at ``step`` when ``every`` steps have passed since the last one, or when ``last``."""
         if not last and step - self.saved_step < self.every:
             return None
+        schedulers, generators = schedulers or {}, generators or {}
         tensors: dict[str, Any] = {f"module.{name}": module for name, module in modules.items()}
         meta = {}
         for name, optimizer in optimizers.items():
