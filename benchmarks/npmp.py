@@ -32,6 +32,10 @@ rerunning the same command continues; see ``benchmarks/common.py``):
                bc-beta0.001, bc-alpha0, bc-latent20, lfpc. Score: one-shot imitation (``imitate``),
                return under each skill's tracking reward relative to the reference's, median over
                references. Goals (bc): >= 90 % on training skills, >= 80 % on held-out skills.
+               --train-skills dense fits the modules (job names ending in __dense) on dozens of
+               skills on a finer command grid instead (``dense_skills``: 20 HalfCheetah, 72 Ant),
+               the held-out commands excluded and the same rollouts in all, to test how held-out
+               imitation depends on how densely the training skills cover the commands.
   latent-opt   For the bc module, the references one-shot imitation fails (relative return below
                50 %, else the --latent-opt-worst worst): median relative return before and after
                optimising their latents against the reference actions (Eq. 10; the paper: 43 % ->
@@ -120,6 +124,35 @@ VARIANTS: dict[str, tuple[dict[str, Any], bool, str]] = {
     "bc-latent20": ({"latent_dim": 20}, False, "latent 20"),
     "lfpc": ({}, True, "LFPC from one nominal rollout per skill"),
 }
+#: --train-skills: the skills a module is fitted on. "train" is the expert task's own training set;
+#: "dense" covers the same command ranges on a finer grid, dozens of skills (the paper compresses
+#: thousands of experts), with the task's held-out commands left out. Both use the same number of
+#: noisy rollouts in all (--rollouts per skill of the "train" set, shared among the dense skills),
+#: so what changes is how densely the skills cover the command space, not how much data there is.
+TRAIN_SKILLS = ("train", "dense")
+
+
+def dense_skills(env_id: str) -> list:
+    """The "dense" training commands of a robot: HalfCheetah 0.5-4.25 m/s forward and 0.5-2.25 m/s
+    backward every 0.25 m/s (20 skills); Ant every 15 degrees at 0.75, 1.125 and 1.5 m/s (72 skills)."""
+    from latentprior.experts.commanded import Command, commanded_task
+
+    task = commanded_task(env_id)
+    if env_id == "HalfCheetah-v5":
+        grid = [Command(v) for v in [*np.arange(0.5, 4.3, 0.25), *-np.arange(0.5, 2.3, 0.25)]]
+    elif env_id == "Ant-v5":
+        grid = [Command(v, np.radians(d)) for d in range(0, 360, 15) for v in (0.75, 1.125, 1.5)]
+    else:
+        raise SystemExit(f"--train-skills dense: no dense skill grid for {env_id} (HalfCheetah-v5, Ant-v5)")
+    held_out = set(task.skills("held_out"))
+    return [c for c in grid if c.name not in held_out]
+
+
+def _suffix(train_skills: str) -> str:
+    """Job-name suffix of a training-skill set: none for the task's own "train" set (the runs before the option)."""
+    return "" if train_skills == "train" else f"__{train_skills}"
+
+
 #: Reuse: the module variant each high-level learner acts through (None: from scratch).
 REUSE_VARIANTS: dict[str, str | None] = {"scratch": None, "npmp": "bc", "npmp-weak": "bc-beta0.001"}
 #: Reuse tasks: the task wrapper's arguments per robot.
@@ -182,7 +215,7 @@ def _jobs(args) -> list[Job]:
             for horizon in sorted({1, 20} - {args.delta_horizon}):
                 student(f"lfpc1-h{horizon}", 1, args.fig3_seeds[0], horizon)
 
-    def compression(env_id: str, variants: list[str]) -> None:
+    def compression(env_id: str, variants: list[str], train_skills: str = "train") -> None:
         # The expert: --experts-dir/<env>, else the one shipped in the package, else trained into runs/npmp_experts.
         if args.experts_dir is not None:
             expert_out = Path(args.experts_dir).resolve() / env_id
@@ -192,20 +225,28 @@ def _jobs(args) -> list[Job]:
             expert_out = shipped_commanded(env_id) or REPO / "runs" / "npmp_experts" / env_id
         add(Job(f"experts__{env_id}", "compression", {
             "kind": "experts", "env_id": env_id, "out": str(expert_out), "steps": args.expert_steps}))
-        add(Job(f"data__{env_id}", "compression", {
-            "kind": "data", "env_id": env_id, "rollouts": args.rollouts, "references": args.references,
+        suffix, data_job = _suffix(train_skills), f"data__{env_id}{_suffix(train_skills)}"
+        rollouts = args.rollouts
+        if train_skills == "dense":  # the same rollouts in all as the "train" set's
+            from latentprior.experts.commanded import commanded_task
+
+            rollouts = max(round(args.rollouts * len(commanded_task(env_id).skills("train")) / len(dense_skills(env_id))), 1)
+        add(Job(data_job, "compression", {
+            "kind": "data", "env_id": env_id, "rollouts": rollouts, "references": args.references,
             "episode_steps": args.episode_steps, "delta_horizon": args.delta_horizon,
-            "delta_branches": args.delta_branches}, (f"experts__{env_id}",)))
+            "delta_branches": args.delta_branches, **({"train_skills": train_skills} if suffix else {})},
+            (f"experts__{env_id}",)))
         for variant in variants:
             overrides, lfpc, _ = VARIANTS[variant]
             config = {**size["npmp"], **overrides, "steps": args.fit_steps, "log_interval": max(args.fit_steps // 10, 1)}
-            add(Job(f"fit__{env_id}__{variant}", "compression", {
-                "kind": "fit", "env_id": env_id, "variant": variant, "lfpc": lfpc, "config": config},
-                (f"data__{env_id}",)))
+            add(Job(f"fit__{env_id}__{variant}{suffix}", "compression", {
+                "kind": "fit", "env_id": env_id, "variant": variant, "lfpc": lfpc, "config": config,
+                **({"data": data_job} if suffix else {})}, (data_job,)))
 
     if "compression" in args.parts:
         for env_id in args.envs:
-            compression(env_id, args.variants)
+            for train_skills in args.train_skills:
+                compression(env_id, args.variants, train_skills)
     if "latent-opt" in args.parts:
         for env_id in args.envs:
             compression(env_id, ["bc"])
@@ -466,11 +507,13 @@ def _data(spec: dict, results: Path) -> dict:
 
     env_id = spec["env_id"]
     expert = load_commanded(load_result(results, f"experts__{env_id}")["spec"]["out"])
-    out = _runs(results, "data", env_id)
+    folder = env_id + _suffix(spec.get("train_skills", "train"))
+    out = _runs(results, "data", folder)
     options = {"max_episode_steps": spec["episode_steps"], "progress": False, "command": spec["command"]}
     # name: (skill set, episodes per skill, action noise, seed, Jacobians)
-    plan = {"train_bc": ("train", spec["rollouts"], NOISE_TRAIN, 0, False), "train_lfpc": ("train", 1, 0.0, 1, True),
-            "reference_train": ("train", spec["references"], 0.0, 2, False),
+    train = dense_skills(env_id) if spec.get("train_skills") == "dense" else "train"
+    plan = {"train_bc": (train, spec["rollouts"], NOISE_TRAIN, 0, False), "train_lfpc": (train, 1, 0.0, 1, True),
+            "reference_train": (train, spec["references"], 0.0, 2, False),
             "reference_held_out": ("held_out", spec["references"], 0.0, 3, False)}
     made = {name: collect_skills(expert, skills, episodes, noise_std=noise, seed=seed, jacobians=jacobians,
                                  out=out / f"{name}.h5", **options)
@@ -482,12 +525,12 @@ def _data(spec: dict, results: Path) -> dict:
         t, r = _branch_perturbation_std(expert.skill(command), lambda: gym.make(env_id, **expert.task.env_kwargs),
                                         nominal[skill["first_episode"]], spec["delta_horizon"], spec["delta_branches"], seed=k)
         total, rows = total + t, rows + r
-    files = {name: f"runs/data/{env_id}/{name}.h5" for name in made}
+    files = {name: f"runs/data/{folder}/{name}.h5" for name in made}
     return {
         "files": files, "outputs": list(files.values()),
         "returns": {name: {"mean": float(r.returns.mean()), "std": float(r.returns.std()), "episodes": r.episodes,
                            "steps": r.steps, "seconds": r.seconds} for name, r in made.items()},
-        "delta_std": np.sqrt(total / rows).tolist(),
+        "delta_std": np.sqrt(total / rows).tolist(), "train_skill_count": len(nominal.metadata.extra["skills"]),
     }
 
 
@@ -500,10 +543,11 @@ def _fit(spec: dict, results: Path) -> dict:
     from latentprior.latent.npmp import NPMPConfig, fit_npmp
 
     env_id, variant = spec["env_id"], spec["variant"]
-    data = load_result(results, f"data__{env_id}")
+    data_job = spec.get("data", f"data__{env_id}")
+    data = load_result(results, data_job)
     train = load_dataset(results / data["files"]["train_lfpc" if spec["lfpc"] else "train_bc"])
     config = NPMPConfig(**spec["config"], lfpc_perturbation_std=tuple(data["delta_std"]) if spec["lfpc"] else None)
-    module = f"runs/modules/{env_id}__{variant}"
+    module = f"runs/modules/{env_id}__{variant}{data_job.removeprefix(f'data__{env_id}')}"
     npmp = fit_npmp(train, config, lfpc=spec["lfpc"], checkpoint_dir=results / module)  # an interrupted fit resumes
     fit_s = npmp.history["seconds"][-1]  # over every resumed segment
     npmp.save(results / module)
@@ -729,26 +773,36 @@ def _report_compression(runs: dict[str, dict], results: Path) -> tuple[list[str]
                   f"training skill, {data['spec']['references']} clean references per skill, episodes of "
                   f"{data['spec']['episode_steps']} steps. Relative return: one-shot imitation's return over the reference's "
                   "under the skill's tracking reward; median (mean) over references.", ""]
+        dense = runs.get(f"data__{env_id}__dense")
+        if dense:
+            lines += [f"Modules marked __dense were fitted on {dense.get('train_skill_count', '?')} skills on a finer grid "
+                      f"(`dense_skills`; the held-out commands excluded) with {dense['spec']['rollouts']} noisy rollouts "
+                      "per skill, the same rollouts in all; their training-skill score is over those skills.", ""]
         rows, bars = [], {}
-        for variant in VARIANTS:
-            r = runs.get(f"fit__{env_id}__{variant}")
+        for variant, train_skills in ((v, t) for v in VARIANTS for t in TRAIN_SKILLS):
+            name = variant + _suffix(train_skills)
+            r = runs.get(f"fit__{env_id}__{name}")
             if r is None:
                 continue
             train, held = r["train"], r["held_out"]
-            rows.append([variant, VARIANTS[variant][2], _relative(train), _relative(held),
+            what = VARIANTS[variant][2] + (f"; {train_skills} training skills" if train_skills != "train" else "")
+            rows.append([name, what, _relative(train), _relative(held),
                          f"{train['terminated']}/{held['terminated']}",                         f"{r['final'].get('mse', float('nan')):.4f}", f"{r['final'].get('kl', float('nan')):.2f}",
                          f"{r['fit_s']:,.0f}"])
-            bars[variant] = {"training skills": train["relative_return_median"] or 0.0,
+            bars[name] = {"training skills": train["relative_return_median"] or 0.0,
                              "held-out skills": held["relative_return_median"] or 0.0}
         _plot_bars(bars, results / f"compression__{env_id}.png", f"{env_id}: one-shot imitation", "median relative return")
         lines += [markdown_table(["module", "what", "training skills", "held-out skills", "fell (train/held-out)",
                                   "final action MSE", "final KL/step", "fit (s)"], rows),
                   "", f"![compression](compression__{env_id}.png)", ""]
-        base = runs.get(f"fit__{env_id}__bc")
-        if base:
+        for train_skills in TRAIN_SKILLS:
+            base = runs.get(f"fit__{env_id}__bc{_suffix(train_skills)}")
+            if not base:
+                continue
+            label = "bc module" + (f" ({train_skills} training skills)" if train_skills != "train" else "")
             for skills, goal in (("train", GOALS["train"]), ("held_out", GOALS["held_out"])):
                 value = base[skills]["relative_return_median"]
-                goals.append(f"- compression, {env_id}, bc module, {skills.replace('_', '-')} skills: median relative return "
+                goals.append(f"- compression, {env_id}, {label}, {skills.replace('_', '-')} skills: median relative return "
                              f"{'-' if value is None else f'{value:.0%}'} (goal >= {goal:.0%}): "
                              f"**{_verdict(None if value is None else value >= goal)}**")
     return lines, goals
@@ -864,6 +918,9 @@ def main(argv=None) -> None:
              "else runs/npmp_experts; --quick: inside its results)")
     add("--expert-steps", type=int, default=None, help="SAC steps when an expert is trained here (default: the task's, 1M/3M)")
     add("--variants", default=",".join(VARIANTS), help="compression: module variants (ablations)")
+    add("--train-skills", default="train",
+        help="compression: comma-separated training-skill sets: train (the expert task's), dense (dozens of skills on a "
+             "finer grid, the same rollouts in all; job names end in __dense)")
     add("--rollouts", type=int, default=100, help="compression: noisy rollouts per training skill (the paper: 100)")
     add("--references", type=int, default=3, help="compression: clean reference rollouts per skill to imitate")
     add("--episode-steps", type=int, default=400, help="compression: steps per rollout and reference")
@@ -894,13 +951,14 @@ def main(argv=None) -> None:
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
-    for key, kind in [("parts", str), ("envs", str), ("variants", str), ("reuse_tasks", str), ("fig3_rollouts", int),
+    for key, kind in [("parts", str), ("envs", str), ("variants", str), ("train_skills", str), ("reuse_tasks", str), ("fig3_rollouts", int),
                       ("fig3_seeds", int), ("seeds", int), ("fig3_noise", float)]:
         setattr(args, key, csv_list(getattr(args, key), kind))
     from latentprior.experts.commanded import COMMANDED_TASKS
 
     for what, chosen, known in [("parts", args.parts, PARTS), ("envs", args.envs, COMMANDED_TASKS),
-                                ("variants", args.variants, VARIANTS), ("reuse tasks", args.reuse_tasks, REUSE_TASKS)]:
+                                ("variants", args.variants, VARIANTS), ("training-skill sets", args.train_skills, TRAIN_SKILLS),
+                                ("reuse tasks", args.reuse_tasks, REUSE_TASKS)]:
         if set(chosen) - set(known):
             parser.error(f"unknown {what} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
     if any(n < 2 for n in args.fig3_rollouts):
