@@ -243,7 +243,9 @@ def _gait_table(by_variant: dict[str, list[dict]]) -> list[str]:
 def _decoder_reach_lines(by_variant: dict[str, list[dict]]) -> list[str]:
     """What each seed's fitted decoder puts within reach (``decoder_reach``, cached per run in
     ``decoder_reach.json``; it reads the demonstration, hence only with ``--allow-pickle``)."""
-    from latentprior.experiments.lap import LAPExperiment, decoder_reach, plan_lap_experiment
+    import gymnasium as gym
+
+    from latentprior.experiments.lap import LAPExperiment, decoder_reach, plan_lap_experiment, reference_cycle
     from latentprior.experiments.report import markdown_table
     from latentprior.io import atomic_write_json, read_json
     from latentprior.latent.action_prior import ActionPrior
@@ -254,8 +256,13 @@ def _decoder_reach_lines(by_variant: dict[str, list[dict]]) -> list[str]:
         if path.is_file():
             reach = read_json(path)
         else:
-            plan = plan_lap_experiment(LAPExperiment.from_dict(read_json(Path(r["_dir"]) / "experiment.json")))
-            reach = decoder_reach(ActionPrior.load(Path(r["_dir"]) / "action_prior"), plan.cycle, r["env_id"], env_kwargs=plan.env_kwargs)
+            experiment = LAPExperiment.from_dict(read_json(Path(r["_dir"]) / "experiment.json"))
+            plan = plan_lap_experiment(experiment)
+            cycle = plan.cycle
+            if cycle is None:  # a prior fitted on the whole demonstration: the same reference cycle, through it
+                with gym.make(r["env_id"], **plan.env_kwargs) as probe:
+                    cycle = reference_cycle(plan.dataset, probe, experiment.cycle_length, experiment.cycle_start)
+            reach = decoder_reach(ActionPrior.load(Path(r["_dir"]) / "action_prior"), cycle, r["env_id"], env_kwargs=plan.env_kwargs)
             atomic_write_json(path, reach)
         latents = reach["reference_latents"]
         low, high = np.array(reach["coverage"]["min"]), np.array(reach["coverage"]["max"])
