@@ -787,10 +787,11 @@ def _report_compression(runs: dict[str, dict], results: Path) -> tuple[list[str]
             train, held = r["train"], r["held_out"]
             what = VARIANTS[variant][2] + (f"; {train_skills} training skills" if train_skills != "train" else "")
             rows.append([name, what, _relative(train), _relative(held),
-                         f"{train['terminated']}/{held['terminated']}",                         f"{r['final'].get('mse', float('nan')):.4f}", f"{r['final'].get('kl', float('nan')):.2f}",
+                         f"{train['terminated']}/{held['terminated']}", f"{r['final'].get('mse', float('nan')):.4f}",
+                         f"{r['final'].get('kl', float('nan')):.2f}",
                          f"{r['fit_s']:,.0f}"])
             bars[name] = {"training skills": train["relative_return_median"] or 0.0,
-                             "held-out skills": held["relative_return_median"] or 0.0}
+                          "held-out skills": held["relative_return_median"] or 0.0}
         _plot_bars(bars, results / f"compression__{env_id}.png", f"{env_id}: one-shot imitation", "median relative return")
         lines += [markdown_table(["module", "what", "training skills", "held-out skills", "fell (train/held-out)",
                                   "final action MSE", "final KL/step", "fit (s)"], rows),
