@@ -24,9 +24,13 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
   prior           The transformer prior, ``PriorConfig.small()`` (--prior-steps); held-out NLL per
                   latent step, beside an i.i.d. Gaussian fitted to the training latents (no temporal
                   context): the gap is what the prior learnt about how motion unfolds.
-  low-level       The low-level policy reenacting the demonstrations' latents: SAC (--low-level-steps,
-                  the default) or behavioural cloning of the demonstrations' actions
-                  (--low-level-method bc); ``reenactment_report`` on the held-out demonstrations.
+  low-level       The low-level policy reenacting the demonstrations' latents: behavioural cloning of
+                  the demonstrations' (noisy, DART-like) actions (the default, --bc-epochs) or SAC on
+                  the reenactment task (--low-level-method sac, --low-level-steps; the authors' way);
+                  ``reenactment_report`` on the held-out demonstrations. BC is the default because,
+                  at what this CPU affords, it reenacts far better: on Ant, 100 BC epochs (68 s)
+                  reenact 55 % of the held-out frames before losing the reference, SAC after 200k
+                  steps (k = 4, 50k updates; curve flat since 50k) 1 % (docs/BENCHMARKS.md).
   samples         A kinematic MP4 of motion sampled from the prior without context and decoded by the
                   VAE (--sample-count sequences of --sample-steps frames at --video-size), written to
                   ``<results>/samples.mp4`` and linked from the report.
@@ -90,20 +94,20 @@ steps 30-50 s, the planner's final evaluation of them 13 min. Every job JSON rec
 ``wall_s``.
   demos           <0.1   ~100k expert steps (1.2 ms each)
   vae, prior      ~0.8   20k steps each
-  low-level       ~3.7   1M SAC steps on the reenactment task
+  low-level       <0.1   100 BC epochs (measured: 68 s); with --low-level-method sac ~3.7, 1M SAC steps
   samples         <0.1
   antmaze-medium  ~72    6 learners x 3 seeds x 1M samples (~24 h per seed: scratch 3.5, none 4.1,
                          explore 4.1, regularize 5.2, options 1.3, plan 4.1, evaluations 1.8)
   antmaze-large   ~72    the same in the large maze
-  bisk            ~58    its demos, VAE, prior and low-level policy (~4.5), then 2 tasks x 4 learners
+  bisk            ~55    its demos, VAE, prior and low-level policy (~1), then 2 tasks x 4 learners
                          x 3 seeds x 500k samples (AntMaze's rates assumed; a Bipedal Skills step is
                          cheaper than an AntMaze one)
-  together ~205 CPU-hours at this load, ~115 at docs/BENCHMARKS.md's; with --workers 2 about half
+  together ~195 CPU-hours at this load, ~115 at docs/BENCHMARKS.md's; with --workers 2 about half
   of that in wall-clock. Disk: a finished run keeps its last checkpoint, replay buffer included
   (~0.65 GB per 1M samples), ~30 GB at the defaults under <results>/runs/; if space is short, delete
   the learners' folders (runs/antmaze-medium/, ...) once their JSONs are written: nothing reads them
   again (the pre-training folders are read by every learner, keep those). The cheapest check of the main goal: --parts antmaze-medium
-  --maze-learners none,explore --seeds 0 (~13 CPU-hours with the pre-training).
+  --maze-learners none,explore --seeds 0 (~9 CPU-hours with the pre-training; ~2 with --num-envs 4).
 
     python benchmarks/latent_space_priors.py --workers 2                  # everything (days; resumable)
     python benchmarks/latent_space_priors.py --parts demos,vae,prior,low-level,samples
@@ -843,7 +847,7 @@ def main(argv=None) -> None:
     # fits
     add("--vae-steps", type=int, default=20_000, help="vae: gradient steps (VAEConfig.small()'s)")
     add("--prior-steps", type=int, default=20_000, help="prior: gradient steps (PriorConfig.small()'s)")
-    add("--low-level-method", choices=["sac", "bc"], default="sac", help="low-level: SAC reenactment or BC of the actions")
+    add("--low-level-method", choices=["bc", "sac"], default="bc", help="low-level: BC of the actions or SAC reenactment")
     add("--low-level-steps", type=int, default=1_000_000, help="low-level: SAC steps on the reenactment task")
     add("--bc-epochs", type=int, default=100, help="low-level with --low-level-method bc: epochs")
     add("--sample-count", type=int, default=3, help="samples: sequences sampled from the prior")
