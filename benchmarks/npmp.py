@@ -44,8 +44,12 @@ rerunning the same command continues; see ``benchmarks/common.py``):
                (``MotorPrimitivesWrapper``) on go-to-target (Ant-v5; sparse reward, the target jumps
                once reached: ``GoToTarget``) and changing-target-speed (--speed-env;
                ``ChangingTargetSpeed``), against the same learner from scratch and through a
-               weakly regularised module (bc-beta0.001). Goal: with the bc module, reach the
-               from-scratch agent's final return in <= 50 % of its steps.
+               weakly regularised module (bc-beta0.001). Also through the alpha-0 module
+               (``npmp-iid``, bc-alpha0): PPO explores with i.i.d. Gaussian noise on the latent
+               each step, which a decoder trained under the AR(1) prior (alpha 0.95) never saw;
+               an alpha-0 decoder was trained on i.i.d. latents (MoCapAct trains its modules with
+               alpha 0 for this reuse). --reuse-variants picks learners. Goal: with the bc
+               module, reach the from-scratch agent's final return in <= 50 % of its steps.
 
 Module sizes (--size). ``paper``: NPMPConfig's defaults, Merel et al.'s (latent 60, encoder
 2 x 1024, decoder 3 x 1024, K 5, subsequences of 30, minibatches of 512, Adam 1e-4, LFPC 32 x 5
@@ -63,8 +67,8 @@ scratch) steps/s. Estimates, not results; every job JSON records its real ``wall
   fig3         ~0.7  1M rollout steps (~2 min), 15 students x 20k steps (~35 min), evaluation
   compression  ~2.2  rollouts (~5 min), 2 robots x 6 modules x 30k steps (~1 h per robot), imitation
   latent-opt   <0.1
-  reuse        ~2.5  2 tasks x 3 learners x 3 seeds x 1M PPO steps (2-9 min each, plus evaluation)
-  together ~5.5 CPU-hours, about 3 hours with --workers 2. Missing command-conditioned experts are
+  reuse        ~3.3  2 tasks x 4 learners x 3 seeds x 1M PPO steps (measured 6-9 min each, beside other jobs)
+  together ~6.3 CPU-hours, about 3.5 hours with --workers 2. Missing command-conditioned experts are
   trained first, on top: SAC for the tasks' default budgets (1M steps HalfCheetah, 3M Ant; about
   2 + 6 CPU-hours at the 144 steps/s docs/BENCHMARKS.md measured for SAC on HalfCheetah, Ant's
   rate unmeasured); --expert-steps overrides. ``--size paper`` makes a module step 50-200x slower
@@ -154,7 +158,7 @@ def _suffix(train_skills: str) -> str:
 
 
 #: Reuse: the module variant each high-level learner acts through (None: from scratch).
-REUSE_VARIANTS: dict[str, str | None] = {"scratch": None, "npmp": "bc", "npmp-weak": "bc-beta0.001"}
+REUSE_VARIANTS: dict[str, str | None] = {"scratch": None, "npmp": "bc", "npmp-weak": "bc-beta0.001", "npmp-iid": "bc-alpha0"}
 #: Reuse tasks: the task wrapper's arguments per robot.
 REUSE_TASKS: dict[str, dict[str, dict[str, Any]]] = {
     "go-to-target": {"Ant-v5": {"distance_range": (1.0, 3.0), "radius": 0.5, "hold_steps": 10}},
@@ -256,9 +260,10 @@ def _jobs(args) -> list[Job]:
     if "reuse" in args.parts:
         for task in args.reuse_tasks:
             env_id = "Ant-v5" if task == "go-to-target" else args.speed_env
-            compression(env_id, [v for v in REUSE_VARIANTS.values() if v is not None])
+            compression(env_id, [REUSE_VARIANTS[v] for v in args.reuse_variants if REUSE_VARIANTS[v] is not None])
             for seed in args.seeds:
-                for variant, module in REUSE_VARIANTS.items():
+                for variant in args.reuse_variants:
+                    module = REUSE_VARIANTS[variant]
                     spec = {"kind": "reuse", "task": task, "env_id": env_id, "variant": variant, "module_variant": module,
                             "task_kwargs": REUSE_TASKS[task][env_id], "algo": args.reuse_algo, "steps": args.reuse_steps,
                             "seed": seed}
@@ -935,6 +940,8 @@ def main(argv=None) -> None:
     add("--reuse-tasks", default="go-to-target,changing-speed", help=f"reuse: subset of {','.join(REUSE_TASKS)}")
     add("--speed-env", choices=sorted(REUSE_TASKS["changing-speed"]), default="HalfCheetah-v5",
         help="reuse: robot of changing-speed")
+    add("--reuse-variants", default=",".join(REUSE_VARIANTS),
+        help=f"reuse: learners, a subset of {','.join(REUSE_VARIANTS)} (see REUSE_VARIANTS)")
     add("--reuse-algo", choices=["ppo", "sac"], default="ppo", help="reuse: the high-level learner (SB3's defaults)")
     add("--reuse-steps", type=int, default=1_000_000, help="reuse: environment steps per run")
     add("--seeds", default="0,1,2", help="reuse: seeds")
@@ -952,14 +959,16 @@ def main(argv=None) -> None:
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
-    for key, kind in [("parts", str), ("envs", str), ("variants", str), ("train_skills", str), ("reuse_tasks", str), ("fig3_rollouts", int),
+    for key, kind in [("parts", str), ("envs", str), ("variants", str), ("train_skills", str), ("reuse_tasks", str), ("reuse_variants", str),
+                      ("fig3_rollouts", int),
                       ("fig3_seeds", int), ("seeds", int), ("fig3_noise", float)]:
         setattr(args, key, csv_list(getattr(args, key), kind))
     from latentprior.experts.commanded import COMMANDED_TASKS
 
     for what, chosen, known in [("parts", args.parts, PARTS), ("envs", args.envs, COMMANDED_TASKS),
                                 ("variants", args.variants, VARIANTS), ("training-skill sets", args.train_skills, TRAIN_SKILLS),
-                                ("reuse tasks", args.reuse_tasks, REUSE_TASKS)]:
+                                ("reuse tasks", args.reuse_tasks, REUSE_TASKS),
+                                ("reuse variants", args.reuse_variants, REUSE_VARIANTS)]:
         if set(chosen) - set(known):
             parser.error(f"unknown {what} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
     if any(n < 2 for n in args.fig3_rollouts):
