@@ -67,7 +67,7 @@ scratch) steps/s. Estimates, not results; every job JSON records its real ``wall
   fig3         ~0.7  1M rollout steps (~2 min), 15 students x 20k steps (~35 min), evaluation
   compression  ~2.2  rollouts (~5 min), 2 robots x 6 modules x 30k steps (~1 h per robot), imitation
   latent-opt   <0.1
-  reuse        ~3.3  2 tasks x 4 learners x 3 seeds x 1M PPO steps (measured 6-9 min each, beside other jobs)
+  reuse        ~3.3  2 tasks x 4 learners x 3 seeds x 1M PPO steps (measured 4-9 min each, beside other jobs)
   together ~6.3 CPU-hours, about 3.5 hours with --workers 2. Missing command-conditioned experts are
   trained first, on top: SAC for the tasks' default budgets (1M steps HalfCheetah, 3M Ant; about
   2 + 6 CPU-hours at the 144 steps/s docs/BENCHMARKS.md measured for SAC on HalfCheetah, Ant's
