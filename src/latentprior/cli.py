@@ -23,10 +23,12 @@ files) are printed as one line and exit with status 2; anything else is a bug an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from latentprior import __version__
 
@@ -315,6 +317,18 @@ def _parse_overrides(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
+def _parse_env_kwargs(pairs: list[str]) -> dict[str, Any]:
+    """``--env-kwarg KEY=VALUE`` pairs as keyword arguments of ``gymnasium.make``: a value is read
+    as JSON where it parses (``true``, ``0.05``, ``[0.2, 2.0]``), else kept as a string."""
+    kwargs: dict[str, Any] = {}
+    for key, value in _parse_overrides(pairs).items():
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs
+
+
 def _train(args: argparse.Namespace) -> None:
     from latentprior.experiments.train import train
 
@@ -327,6 +341,7 @@ def _train(args: argparse.Namespace) -> None:
         num_envs=args.num_envs,
         config_overrides={"device": args.device, **_parse_overrides(args.set)},
         progress=not args.quiet,
+        env_kwargs=_parse_env_kwargs(args.env_kwarg),
     )
     print(f"run directory: {args.out}")
     if getattr(result, "metrics", None):
@@ -501,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=None, help="parallel environments (default: the algorithm's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument of gymnasium.make (value read as JSON where it parses), e.g. shaped=true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
 

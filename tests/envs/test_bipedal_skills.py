@@ -256,3 +256,44 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "bisk", None)
     with pytest.raises(TaskError, match=r"pip install 'latentprior\[bipedal\]'"):
         BipedalSkills("Gaps", "Walker")
+
+
+@needs_bisk
+def test_a_diverged_simulation_ends_the_episode_instead_of_crashing(monkeypatch):
+    # bisk 2.0 returns an old-API 4-tuple on dm_control's PhysicsError; the adapter patches that.
+    from dm_control.rl.control import PhysicsError
+
+    env = BipedalSkills("VelocityControl", "Walker", shaped=True)
+    env.reset(seed=0)
+
+    def diverge():
+        raise PhysicsError("simulated divergence")
+
+    monkeypatch.setattr(env.bisk, "step_simulation", diverge)
+    obs, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert terminated and not truncated and info["physics_error"] and np.isfinite(reward)
+    assert env.observation_space.shape == obs.shape
+    monkeypatch.undo()
+    env.reset(seed=1)
+    assert len(env.step(np.zeros(env.action_space.shape, np.float32))) == 5
+    env.close()
+
+
+@needs_bisk
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_observed_contact_forces_are_those_of_the_state_reached(robot):
+    # bisk 2.0 computes them from the previous step's constraint forces (NaN where contacts changed).
+    env, probe = BipedalSkills("VelocityControl", robot, shaped=True), BipedalSkills("VelocityControl", robot, shaped=True)
+    env.reset(seed=3), probe.reset(seed=3)
+    rng = np.random.default_rng(0)
+    contacts = slice(17, 59)
+    touched = 0
+    for t in range(150):
+        obs, *_ = env.step(rng.choice([-1.0, 1.0], size=env.action_space.shape).astype(np.float32))
+        assert np.all(np.isfinite(obs)), f"step {t}: non-finite observation"
+        probe.bisk.p.data.ctrl[:] = env.bisk.p.data.ctrl  # the contact forces depend on the motors' torques
+        probe.set_state(*env.sim_state())
+        np.testing.assert_allclose(obs[contacts], probe._get_obs()[contacts], atol=1e-3, err_msg=f"step {t}")
+        touched += np.any(obs[contacts] != 0)
+    assert touched > 30  # the feet were on the ground for most steps: the comparison had forces to compare
+    env.close(), probe.close()

@@ -23,6 +23,12 @@ Butterflies (catch butterflies with a net held in the hand) needs the benchmark'
 net, the CMU/AMASS humanoid, which is not supported here. Robots (:data:`ROBOTS`): ``Walker`` and
 ``HalfCheetah``; episodes are truncated after 1000 steps, as registered by the benchmark.
 
+Two fixes of the benchmark (:func:`_patch_benchmark`). Under MuJoCo 3, ``bisk`` 2.0's contact-force
+features are computed from stale constraint forces and can be NaN or garbage (a PPO run on the
+Walker met NaN within 12 steps); the adapter recomputes them from the current state. And ``bisk``
+crashes when MuJoCo's state diverges (its base ``step`` returns an old-API 4-tuple there); the
+adapter ends the episode with ``info["physics_error"]`` instead.
+
 Falls. The ``C`` variants allow the robot to fall over without ending the episode, except Gaps:
 ``bisk`` 2.0's Gaps does not pass its flag on, so its ``C`` variant ends the episode with -1 when
 the robot falls, as a plain variant does. ``allow_fallover=None`` (default) keeps the benchmark's
@@ -134,8 +140,54 @@ def _benchmark_env(task: str, robot: str, shaped: bool) -> Any:
     with contextlib.redirect_stderr(io.StringIO()):
         require("bisk", "bipedal", "Bipedal Skills")
         import gym as old_gym
+    _patch_benchmark()
     spec = old_gym.envs.registration.registry[f"Bisk{TASKS[task]}{'Shaped' if shaped else ''}C{robot}-v1"]
     return old_gym.envs.registration.load(spec.entry_point)(**spec.kwargs)
+
+
+def _patch_benchmark() -> None:
+    """Fix two bugs of ``bisk`` 2.0 under MuJoCo 3 (patched once, on the benchmark's base class).
+
+    1. Stale contact forces. After the last physics step of an action, ``BiskEnv.step_simulation``
+       computes the observed contact forces (``cfrc_ext``) with ``mj_rnePostConstraint``. But
+       dm_control's ``Physics.step`` ends with ``mj_step1`` (the next step's collision detection),
+       so the contacts are the new state's while the constraint forces ``efc_force`` are still the
+       previous solve's, laid out for the old contacts: where the contact set changed, the forces
+       read are unrelated or uninitialised memory (NaN, denormals). Measured: a PPO run on the
+       Walker saw NaN contact features within 12 steps of 16 environments, which then turned
+       every action into NaN. The patch runs ``mj_forward`` (the constraint solve of the current
+       state) before the contact forces are computed: one more forward pass per action, and the
+       trajectory is unchanged (the next step recomputes everything ``mj_forward`` writes; only
+       the solver's warm start differs).
+    2. A diverged simulation. When MuJoCo's state diverges (dm_control's ``PhysicsError``),
+       ``BiskEnv.step`` returns the old 4-tuple ``(obs, -1, True, {"physics_error": True})``
+       while every task's ``step`` unpacks 5 values: a ``ValueError``. The patched step returns
+       the same transition as a 5-tuple: terminated, ``info["physics_error"]`` (reward -1, which
+       a task with its own reward, such as VelocityControl, replaces); the next ``reset`` rebuilds
+       the state.
+    """
+    from bisk.base import BiskEnv
+    from dm_control.mujoco.wrapper.mjbindings import mjlib
+
+    if getattr(BiskEnv.step, "_latentprior_patched", False):
+        return
+    original_step, original_simulation = BiskEnv.step, BiskEnv.step_simulation
+
+    def step_simulation(self):
+        original_simulation(self)
+        with self.p.check_invalid_state():
+            mjlib.mj_forward(self.p.model.ptr, self.p.data.ptr)
+        mjlib.mj_rnePostConstraint(self.p.model.ptr, self.p.data.ptr)
+
+    def step(self, action):
+        result = original_step(self, action)
+        if len(result) == 4:
+            obs, reward, done, info = result
+            return obs, reward, done, False, info
+        return result
+
+    step._latentprior_patched = True
+    BiskEnv.step, BiskEnv.step_simulation = step, step_simulation
 
 
 class BipedalSkills(gym.Env):

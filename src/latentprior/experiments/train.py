@@ -88,6 +88,7 @@ def train(
     config_overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     backend: str = "auto",
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``algo`` on ``env_id`` for ``steps`` environment steps into run directory ``out``.
 
@@ -101,6 +102,9 @@ def train(
     :param progress: show a live progress line.
     :param backend: environment backend for :func:`~latentprior.envs.make.make_vec_env`
         (``"auto"``: EnvPool for 4+ sub-environments of a task it provides, else Gymnasium).
+    :param env_kwargs: keyword arguments of ``gymnasium.make(env_id, ...)``, e.g.
+        ``{"shaped": True}`` for a Bipedal Skills task; recorded in the run's ``config.json``, so
+        :func:`evaluate` and experts loaded from the run make the same environment.
     :return: the learner's :class:`~latentprior.rl.TrainResult`.
     """
     fields: dict[str, Any] = {"total_steps": steps, "seed": seed}
@@ -108,8 +112,9 @@ def train(
         fields["num_envs"] = num_envs
     config = make_config(algo, config_overrides, **fields)
     learner = ALGOS[algo][0]
-    env_fn = functools.partial(make_vec_env, env_id, backend=backend)
-    metadata = {"env_id": env_id, "backend": backend, "command": " ".join(sys.argv)}
+    env_kwargs = dict(env_kwargs or {})
+    env_fn = functools.partial(make_vec_env, env_id, backend=backend, env_kwargs=env_kwargs)
+    metadata = {"env_id": env_id, "env_kwargs": env_kwargs, "backend": backend, "command": " ".join(sys.argv)}
     return learner(env_fn, config, out, progress=progress, metadata=metadata)
 
 
@@ -138,8 +143,10 @@ def evaluate(
     env_id = run.get("metadata", {}).get("env_id")
     if env_id is None:
         raise LatentPriorError(f"{run_dir / 'config.json'}: no env_id recorded; was this run made by experiments.train?")
+    env_kwargs = run["metadata"].get("env_kwargs") or {}
     policy = load_policy(run_dir)
-    envs = make_vec_env(env_id, min(num_envs, episodes), seed, backend=run["metadata"].get("backend", "auto"))
+    envs = make_vec_env(env_id, min(num_envs, episodes), seed, backend=run["metadata"].get("backend", "auto"),
+                        env_kwargs=env_kwargs)
     try:
         policy.check_env(envs, source=str(run_dir))
         result = evaluate_policy(policy, envs, episodes, seed=seed)
@@ -148,18 +155,18 @@ def evaluate(
     summary = {"env_id": env_id, "seed": seed, **result.to_dict()}
     if video is not None:
         summary["video"] = str(video)
-        summary["video_return"] = _film(policy, env_id, seed, Path(video))
+        summary["video_return"] = _film(policy, env_id, seed, Path(video), env_kwargs)
     atomic_write_json(run_dir / "evaluation.json", summary)
     return summary
 
 
-def _film(policy: Any, env_id: str, seed: int, path: Path) -> float:
+def _film(policy: Any, env_id: str, seed: int, path: Path, env_kwargs: Mapping[str, Any]) -> float:
     """Render one deterministic episode to an MP4; returns its return."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     import gymnasium as gym
     import imageio
 
-    env = gym.make(env_id, render_mode="rgb_array")
+    env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
     total = 0.0
     try:
         obs, _ = env.reset(seed=seed)
