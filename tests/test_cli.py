@@ -51,6 +51,17 @@ def test_unknown_config_field_is_named(tmp_path, capsys):
     assert "no field(s) nonsense" in capsys.readouterr().err
 
 
+def test_train_passes_environment_keyword_arguments_read_as_json(tmp_path):
+    import json
+
+    out = tmp_path / "r"
+    assert main(["train", "--env", "Pendulum-v1", "--algo", "ppo", "--steps", "64", "--out", str(out), "--quiet",
+                 "--set", "n_steps=64", "--set", "batch_size=64", "--set", "n_epochs=1", "--set", "eval_episodes=1",
+                 "--env-kwarg", "g=5", "--env-kwarg", "max_episode_steps=20", "--env-kwarg", "render_mode=rgb_array"]) == 0
+    recorded = json.loads((out / "config.json").read_text())["metadata"]["env_kwargs"]
+    assert recorded == {"g": 5, "max_episode_steps": 20, "render_mode": "rgb_array"}
+
+
 def test_data_collect_rolls_a_set_of_experts_into_one_dataset(tmp_path, shared_data):
     from latentprior.data import load_dataset
 

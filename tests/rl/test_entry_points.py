@@ -32,3 +32,13 @@ def test_config_overrides_are_checked_and_typed():
         make_config("ppo", {"normalize_obs": "maybe"})
     with pytest.raises(LatentPriorError, match="unknown algorithm"):
         make_config("dqn")
+
+
+def test_environment_keyword_arguments_are_recorded_and_reused_by_evaluate(tmp_path):
+    overrides = {"n_steps": "64", "batch_size": "64", "n_epochs": "1", "eval_episodes": "1", "hidden_sizes": "8"}
+    train("Pendulum-v1", "ppo", 64, tmp_path / "run", config_overrides=overrides, progress=False,
+          env_kwargs={"max_episode_steps": 37, "g": 5.0})
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["metadata"]["env_kwargs"] == {"max_episode_steps": 37, "g": 5.0}
+    summary = evaluate(tmp_path / "run", episodes=2)
+    assert summary["length_mean"] == 37  # the 200-step default would mean the kwargs were dropped
