@@ -1,4 +1,4 @@
-"""Benchmark: latent space priors (Gehring, Gopinath, Won, Krause, Synnaeve, Usunier, TMLR 2023), issue 5.
+r"""Benchmark: latent space priors (Gehring, Gopinath, Won, Krause, Synnaeve, Usunier, TMLR 2023), issue 5.
 
 Parts (each job is one child process writing ``<results>/<job>.json`` last; finished jobs are
 skipped and interrupted ones start again, RL runs from their checkpoints, so rerunning the same
@@ -62,18 +62,15 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   Reenactment episodes start from the demonstration's state: the adapter records
                   the robot's qpos/qvel and sets them (``BipedalSkills.sim_state``/``set_state``).
                   Goal: the best prior integration's final return >= 2x the baseline's (``none``)
-                  at equal budget, on each task. An expert (an estimated 3-4 CPU-hours at 1M steps;
-                  rerun to resume), then --bisk-expert runs/bisk_walker_velocity:
+                  at equal budget, on each task. The expert for the default robot (HalfCheetah):
+                  PPO on the shaped VelocityControl task with falls ending the episode (rerun to
+                  resume; its return is in docs/BENCHMARKS.md). A Walker expert trained the same way
+                  without ending falls stayed at random actions' return for 1.2M steps.
 
-python - <<'EOF'
-import functools
-from latentprior.envs.bipedal_skills import make_bipedal_skills
-from latentprior.envs.make import make_vec_env
-from latentprior.rl import SACConfig, sac
-task = functools.partial(make_bipedal_skills, "VelocityControl", "Walker", shaped=True)
-sac.train(functools.partial(make_vec_env, task), SACConfig(total_steps=1_000_000, learning_starts=10_000),
-          "runs/bisk_walker_velocity")
-EOF
+latentprior train --env latentprior/BiskVelocityControlHalfCheetah-v0 --env-kwarg shaped=true \
+    --env-kwarg allow_fallover=false --algo ppo --steps 3000000 --num-envs 16 --set n_steps=128 \
+    --set batch_size=512 --set target_kl=0.03 --set log_std_init=-0.5 --set eval_every=100000 \
+    --out benchmarks/results/latent_space_priors/runs/expert/HalfCheetah
 
 
 Sizes and budgets. The VAE and prior use the CPU presets (``small()``, documented in
@@ -112,7 +109,7 @@ steps 30-50 s, the planner's final evaluation of them 13 min. Every job JSON rec
     python benchmarks/latent_space_priors.py --workers 2                  # everything (days; resumable)
     python benchmarks/latent_space_priors.py --parts demos,vae,prior,low-level,samples
     python benchmarks/latent_space_priors.py --parts antmaze-medium --maze-learners none,explore --seeds 0
-    python benchmarks/latent_space_priors.py --parts bisk --bisk-expert runs/bisk_walker_velocity
+    python benchmarks/latent_space_priors.py --parts bisk --bisk-expert benchmarks/results/latent_space_priors/runs/expert/HalfCheetah
     python benchmarks/latent_space_priors.py --quick --experts-dir /tmp/quick_experts --random-demos  # smoke, minutes
     python benchmarks/latent_space_priors.py --report                     # REPORT.md from the results
 """
@@ -233,8 +230,11 @@ def _jobs(args) -> list[Job]:
                         "samples": samples, "eval_every": args.eval_every, "eval_instances": args.eval_instances,
                         "learning_starts": args.learning_starts, "lsp": lsp,
                         "episode_steps": QUICK_EPISODE_STEPS if args.quick else None, **_vector(args)}
+                suffix = ""
+                if task in MAZES and args.maze_reward != "sparse":
+                    spec["reward_type"], suffix = args.maze_reward, f"__{args.maze_reward}"
                 needs = () if learner == "scratch" else (f"prior__{robot}", f"low-level__{robot}")
-                add(Job(f"{task}__{learner}__seed{seed}", part, spec, needs))
+                add(Job(f"{task}__{learner}__seed{seed}{suffix}", part, spec, needs))
 
     # --experts-dir/Ant-v5, else the expert shipped in the package, else the folder benchmarks/npmp.py trains into.
     ant_expert = (Path(args.experts_dir).resolve() / ANT if args.experts_dir is not None
@@ -587,6 +587,8 @@ def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
         from latentprior.envs.antmaze import ANT_PROPRIOCEPTION, antmaze_id, make_antmaze
 
         size = MAZES[spec["task"]]
+        if spec.get("reward_type", "sparse") != "sparse":
+            kwargs["reward_type"] = spec["reward_type"]
         return functools.partial(make_antmaze, size, **kwargs), ANT_PROPRIOCEPTION, antmaze_id(size)
     from latentprior.envs.bipedal_skills import PROPRIOCEPTION, bipedal_skills_id, make_bipedal_skills
 
@@ -611,7 +613,8 @@ def _learner(spec: dict, results: Path) -> dict:
     config = _sac_config(steps, spec["learning_starts"], seed=spec["seed"], eval_every=max(spec["eval_every"] // per_step, 1),
                          eval_episodes=spec["eval_instances"], eval_envs=spec["eval_instances"], num_envs=spec.get("num_envs", 1))
     make_task, proprioception, task_id = _task_maker(spec)
-    run_dir = _runs(results, spec["task"]) / f"{learner}__seed{spec['seed']}"
+    shaped = spec.get("reward_type", "sparse") != "sparse"
+    run_dir = _runs(results, spec["task"]) / (f"{learner}__seed{spec['seed']}" + (f"__{spec['reward_type']}" if shaped else ""))
     facts = {"benchmark": NAME, "task": spec["task"], "learner": learner, "command": spec["command"]}
     out: dict[str, Any] = {}
     if learner == "scratch":
@@ -625,12 +628,17 @@ def _learner(spec: dict, results: Path) -> dict:
         metrics, steps_done = summary["metrics"], summary["steps"]
         out = {"explore_fraction": summary.get("explore_fraction"), "planner": summary.get("planner")}
     _keep_newest_checkpoint(run_dir)
-    curve = read_curve(run_dir / "metrics.csv")
+    # With a shaped reward the task reports its score (success) as info["task_reward"]: curves and
+    # finals are that score, as with the sparse reward; the shaped return is kept beside it.
+    curve = read_curve(run_dir / "metrics.csv", y="eval/task_return_mean" if shaped else "eval/return_mean")
     final = json.loads((run_dir / "eval.json").read_text())
+    if shaped:
+        out["shaped_final"] = final["return_mean"]
+    score = "task_return" if shaped else "return"
     return {
         **out,
         "curve": {"samples": (curve.steps * per_step).tolist(), "value": curve.returns.tolist()},
-        "final": final["return_mean"], "final_returns": final["returns"], "final_lengths": final["lengths"],
+        "final": final[f"{score}_mean"], "final_returns": final[f"{score}s"], "final_lengths": final["lengths"],
         "samples_per_step": per_step, "steps_done": steps_done,
         "train_s": metrics.get("time/train_s"), "samples_per_s": per_step * metrics.get("time/steps_per_s", float("nan")),
         "sac": {"total_steps": config.total_steps, "learning_starts": config.learning_starts,
@@ -716,10 +724,13 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
                      mean_std(train_h, 2), mean_std([r.get("samples_per_s") for r in rs], 0)])
         if learner == "plan" and all(r.get("planner") for r in rs):
             rows.append(["plan (planner acting)", "the same runs, evaluated with the planner choosing the latents", "", "",
-                         mean_std([r["planner"]["planner/return_mean"] for r in rs], 1, scale, unit), "", *([""] if success else []),
+                         mean_std([r["planner"].get("planner/task_return_mean", r["planner"]["planner/return_mean"]) for r in rs],
+                                  1, scale, unit), "", *([""] if success else []),
                          "", ""])
     spec = group[0]["spec"]
-    title = task if success else f"bisk {task} ({_bisk_robot(spec['robot'])})"
+    reward = spec.get("reward_type", "sparse")
+    title = (task.split("__")[0] + (f" ({reward} reward)" if reward != "sparse" else "")) if success else \
+        f"bisk {task} ({_bisk_robot(spec['robot'])})"
     ylabel = f"success rate over {spec['eval_instances']} instances" if success else f"return over {spec['eval_instances']} instances"
     plot_curves(data["curves"], results / f"{task}.png", title=title, xlabel="environment samples", ylabel=ylabel,
                 reference={f"goal {GOALS['success']:.0%}": GOALS["success"]} if success else None)
@@ -729,8 +740,10 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
     lines = [f"## {title}", "",
              f"{spec['eval_instances']} task instances per evaluation (reset seeds `eval_seed(seed) + i`, the same at every "
              f"evaluation of a run), deterministic policy, every {spec['eval_every']:,} samples; "
-             + ("an instance counts as a success when the ant reaches the goal (sparse reward, episode ends there)."
-                if success else "returns are the task's sparse reward.") + " Curves: mean over seeds, band ± std.", "",
+             + (("an instance counts as a success when the ant reaches the goal (sparse reward, episode ends there)."
+                 if reward == "sparse" else f"trained on the {reward} reward (`AntMaze(reward_type='{reward}')`); an "
+                 "instance counts as a success when the ant reaches the goal (the sparse score in `info['task_reward']`, "
+                 "episode ends there).") if success else "returns are the task's sparse reward.") + " Curves: mean over seeds, band ± std.", "",
              markdown_table(header, rows), "", f"![{task}]({task}.png)", ""]
     return lines, data
 
@@ -749,10 +762,11 @@ def _final(data: dict[str, Any], learner: str) -> float | None:
     return None if not rs else float(np.mean([r["final"] for r in rs]))
 
 
-def _maze_goals(task: str, data: dict[str, Any] | None) -> list[str]:
+def _maze_goals(task: str, data: dict[str, Any] | None, reward: str = "sparse") -> list[str]:
     from latentprior.experiments.lap import steps_to_reach
 
     label = "antmaze-medium" if task == "antmaze-medium" else "antmaze-large (transfer of the medium maze's prior)"
+    label += f", {reward} reward" if reward != "sparse" else ""
     best = None if data is None else _best_integration(data)
     goals = []
     if task == "antmaze-medium":
@@ -805,18 +819,20 @@ def report(results: Path) -> str:
     goals: list[str] = []
     learners = [r for r in all_runs if r["spec"]["kind"] == "learner"]
 
-    def task_section(task: str, success: bool, not_run: str) -> dict[str, Any] | None:
+    def task_section(task: str, success: bool, not_run: str, reward: str = "sparse") -> dict[str, Any] | None:
         """Append ``task``'s section to ``lines``; its data for the goal check (``None`` when not run)."""
-        group = [r for r in learners if r["spec"]["task"] == task]
+        group = [r for r in learners if r["spec"]["task"] == task and r["spec"].get("reward_type", "sparse") == reward]
         if not group:
             lines.extend(["", not_run])
             return None
-        section, data = _report_task(task, group, results, success=success)
+        section, data = _report_task(task if reward == "sparse" else f"{task}__{reward}", group, results, success=success)
         lines.extend(["", *section])
         return data
 
     for task in MAZES:
-        goals += _maze_goals(task, task_section(task, True, f"## {task}\n\nNot run."))
+        rewards = sorted({r["spec"].get("reward_type", "sparse") for r in learners if r["spec"]["task"] == task}) or ["sparse"]
+        for reward in rewards:
+            goals += _maze_goals(task, task_section(task, True, f"## {task}\n\nNot run.", reward), reward)
     bisk_tasks = sorted({r["spec"]["task"] for r in learners if r["spec"]["task"] not in MAZES})
     for task in bisk_tasks or ["GoToTargets", "Hurdles"]:
         not_run = f"## bisk {task}\n\nNot run (it needs a Bipedal Skills expert: --bisk-expert)."
@@ -856,6 +872,9 @@ def main(argv=None) -> None:
     # high level
     add("--maze-learners", default=",".join(LEARNERS), help=f"antmaze parts: subset of {','.join(LEARNERS)}")
     add("--maze-samples", type=int, default=1_000_000, help="antmaze-medium: environment samples per run")
+    add("--maze-reward", choices=["sparse", "progress"], default="sparse",
+        help="antmaze parts: the training reward; 'progress' adds the decrease of the geodesic distance to the goal "
+             "(AntMaze's reward_type='progress'; jobs and run folders end in __progress; curves stay success rates)")
     add("--large-samples", type=int, default=1_000_000, help="antmaze-large: environment samples per run")
     add("--eval-every", type=int, default=50_000, help="environment samples between evaluations")
     add("--eval-instances", type=int, default=50, help="task instances per evaluation (one reset seed each)")
@@ -868,7 +887,7 @@ def main(argv=None) -> None:
     add("--plan-horizon", type=int, default=4, help="plan: latents per candidate (the authors: 64; see above)")
     # bipedal skills
     add("--bisk-expert", type=Path, default=None, help="bisk: expert on the robot's VelocityControl task (shaped)")
-    add("--bisk-robot", choices=["Walker", "HalfCheetah"], default="Walker", help="bisk: the robot")
+    add("--bisk-robot", choices=["Walker", "HalfCheetah"], default="HalfCheetah", help="bisk: the robot")
     add("--bisk-demo-episodes", type=int, default=50, help="bisk: training episodes of 1000 steps")
     add("--bisk-held-out", type=int, default=5, help="bisk: held-out episodes")
     add("--bisk-tasks", default="GoToTargets,Hurdles", help=f"bisk: subset of {','.join(BISK_TASKS)}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from latentprior.envs.antmaze import ANT_PROPRIOCEPTION, GOAL_FEATURES, AntMaze, antmaze_id, make_antmaze
+from latentprior.envs.antmaze import ANT_PROPRIOCEPTION, GOAL_FEATURES, AntMaze, MazeDistance, antmaze_id, make_antmaze
 from latentprior.envs.extras import TaskError
 from latentprior.envs.latent_space import LatentSpaceWrapper
 from latentprior.envs.make import make_vec_env
@@ -115,6 +115,45 @@ def test_continuing_task_and_dense_reward():
     env.maze.ant_env.set_state(qpos, np.zeros_like(env.data.qvel))
     _, reward, terminated, _, info = env.step(np.zeros(8))
     assert info["success"] and not terminated and reward == pytest.approx(np.exp(-info["distance"]))
+    env.close()
+
+
+def test_maze_distance_goes_around_walls():
+    # A U-shaped corridor around a wall 2 cells deep; cells of 4 m, column c at x = 4c + 2, row r at y = -(4r + 2).
+    maze = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [1, 0, 1, 0, 1], [1, 1, 1, 1, 1]]
+    centre = lambda rc: np.array([4.0 * rc[1] + 2, -(4.0 * rc[0] + 2)])  # noqa: E731
+    distance = MazeDistance(maze, 4.0, centre, resolution=0.5)
+    distance.set_goal(centre((3, 1)))
+    assert distance(centre((3, 1))) == pytest.approx(0.0, abs=1e-9)
+    assert distance(centre((1, 1))) == pytest.approx(8.0, abs=0.3)  # straight up the corridor
+    # Around the wall's two top corners: 6.32 + 4 + 6.32 = 16.65 m (straight line: 8 m); grid paths are
+    # at most 2.7 % longer and keep a quarter metre (half a grid step) from the corners.
+    assert 16.6 <= distance(centre((3, 3))) <= 1.08 * 16.65  # measured: 17.78
+    # Continuous: a small step changes the distance by at most the step's length (plus the grid's bias).
+    a, b = centre((1, 2)), centre((1, 2)) + np.array([0.05, 0.0])
+    assert abs(distance(a) - distance(b)) <= 0.05 * 1.03 + 1e-9
+
+
+@needs_robotics
+def test_progress_reward_pays_geodesic_progress_and_reports_the_sparse_score():
+    env = AntMaze("medium", reward_type="progress", progress_weight=2.0)
+    _, info = env.reset(seed=3)
+    start = info["geodesic_distance"]
+    assert start >= info["distance"] - 0.5  # never shorter than the straight line (up to the grid)
+    rng = np.random.default_rng(0)
+    shaping = 0.0
+    for _ in range(40):
+        _, reward, terminated, _, info = env.step(rng.uniform(-1, 1, 8))
+        assert info["task_reward"] == 0.0 and not terminated
+        shaping += reward - info["task_reward"]
+    assert shaping == pytest.approx(2.0 * (start - info["geodesic_distance"]), abs=1e-9)  # telescopes
+    before = info["geodesic_distance"]
+    qpos = env.data.qpos.copy()
+    qpos[:2] = env.goal
+    env.maze.ant_env.set_state(qpos, np.zeros_like(env.data.qvel))
+    _, reward, terminated, _, info = env.step(np.zeros(8))
+    assert terminated and info["success"] and info["task_reward"] == 1.0
+    assert reward == pytest.approx(1.0 + 2.0 * (before - info["geodesic_distance"]))
     env.close()
 
 

@@ -192,3 +192,30 @@ def test_options_execute_the_action_then_the_priors_continuation():
     with pytest.raises(LSPError, match="option_length"):
         OptionsWrapper(inner, Counting(), option_length=0)
     env.close()
+
+
+class ScoredSteps(gym.Wrapper):
+    """Reports a score of 1 per step as ``info["task_reward"]``, apart from the reward."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "task_reward": 1.0}
+
+
+def test_the_task_reward_of_every_low_level_step_is_summed_like_the_reward(low_level):
+    # A shaped task reports its score in info["task_reward"]; evaluations read it through the wrapper.
+    env = LatentSpaceWrapper(ScoredSteps(gym.make(ENV_ID)), low_level, steps_per_action=3)
+    env.reset(seed=0)
+    assert env.step(np.zeros(LATENT_DIM))[4]["task_reward"] == 3.0
+    plain = LatentSpaceWrapper(gym.make(ENV_ID), low_level, steps_per_action=3)
+    plain.reset(seed=0)
+    assert "task_reward" not in plain.step(np.zeros(LATENT_DIM))[4]
+    env.close(), plain.close()
+
+
+def test_an_option_hands_on_the_summed_task_reward_of_its_latents():
+    inner = LatentSpaceWrapper(ScoredSteps(gym.make(ENV_ID)), Constant(), steps_per_action=2)
+    env = OptionsWrapper(inner, Counting(), option_length=3)
+    env.reset(seed=0)
+    assert env.step(np.zeros(LATENT_DIM, np.float32))[4]["task_reward"] == 6.0  # 3 latents x 2 steps
+    env.close()

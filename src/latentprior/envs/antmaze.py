@@ -34,6 +34,14 @@ episodes are truncated after 1000 steps (20 Hz control: 50 s), as D4RL's medium 
 The authors' project page reports its AntMaze runs "in a dense-reward setting"; the form of that
 reward is not given there, so the sparse reward (success, what D4RL scores AntMaze by) is the default.
 
+``"progress"`` is a dense reward that does not pay for hovering near the goal: the sparse reward
+plus ``progress_weight`` times the step's decrease of the *geodesic* distance to the goal (the
+shortest path around the walls, :class:`MazeDistance`, in metres). Over an episode the progress
+terms sum to the start's distance minus the end's, so circling, standing near the goal or walking
+into a wall towards it earn nothing; it is potential-based shaping (Ng et al. 1999) with the
+negative geodesic distance as the potential, undiscounted. ``info["task_reward"]`` keeps the
+sparse reward, so an evaluation still reports the success rate (``eval/task_return_mean``).
+
 Task instances: each ``reset(seed=s)`` draws the goal cell and then a start cell (at least one cell
 away) among the maze's free cells, and puts both at a uniform offset of up to +-1 m in x and y from
 their cells' centres, so distinct seeds give distinct instances (for the 50-instance protocol).
@@ -44,6 +52,7 @@ their cells' centres, so distinct seeds give distinct instances (for the 50-inst
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from typing import Any
 
@@ -60,6 +69,7 @@ __all__ = [
     "ANT_PROPRIOCEPTION",
     "GOAL_FEATURES",
     "SUCCESS_RADIUS",
+    "MazeDistance",
 ]
 
 #: Maze sizes and Gymnasium-Robotics' map of each (every free cell can hold the start or the goal).
@@ -71,10 +81,112 @@ ANT_PROPRIOCEPTION = slice(0, 27)
 #: The task's features after the proprioception: torso (x, y), goal offset (dx, dy).
 GOAL_FEATURES = slice(27, 31)
 
+#: Reward types: Gymnasium-Robotics' two and the geodesic progress reward (module docstring).
+REWARD_TYPES = ("sparse", "dense", "progress")
+
 #: Metres between torso and goal within which Gymnasium-Robotics counts the goal as reached.
 SUCCESS_RADIUS = 0.45
 
 MAX_EPISODE_STEPS = 1000
+
+
+class MazeDistance:
+    """Geodesic distance to a goal through a grid maze: the shortest path that avoids the wall cells.
+
+    The free space (the union of the free cells) is sampled on a grid of ``resolution`` metres
+    (points at the centres of ``cell_size / resolution`` sub-cells per cell); distances to the
+    goal's cell follow 16-connected moves (neighbours and knight's moves, each only where the
+    grid points of its bounding box are free, so paths do not cut a wall's corner), computed by a
+    vectorised wavefront from the goal cell's points, which hold their straight distances to the
+    goal. A position in the goal's cell is its straight distance (exact: a cell is convex);
+    elsewhere the bilinear interpolation of its 4 surrounding grid points (those in walls left
+    out). Grid paths are at most 2.7 % longer than straight ones and keep half a grid step from
+    the walls, so progress is measured in metres to within a few per cent.
+
+    :param maze_map: rows of cells, 1 for a wall (Gymnasium-Robotics' ``maze_map``).
+    :param cell_size: metres per cell (``maze_size_scaling``, 4 for AntMaze).
+    :param to_xy: the cell ``(row, col)`` -> its centre's world ``(x, y)``.
+    :param resolution: grid spacing in metres; ``cell_size`` must be a multiple of it.
+    """
+
+    def __init__(self, maze_map: list[list[Any]], cell_size: float, to_xy: Any, resolution: float = 0.5):
+        per_cell = round(cell_size / resolution)
+        if per_cell < 1 or abs(per_cell * resolution - cell_size) > 1e-9:
+            raise TaskError(f"MazeDistance: cell_size {cell_size} is not a multiple of resolution {resolution}")
+        walls = np.array([[cell == 1 for cell in row] for row in maze_map], dtype=bool)
+        self.free = ~np.kron(walls, np.ones((per_cell, per_cell), dtype=bool))
+        self.resolution, self.per_cell = resolution, per_cell
+        # World coordinates of grid point (0, 0): row r runs towards -y, column c towards +x.
+        centre = np.asarray(to_xy(np.array([0, 0])), dtype=np.float64)
+        self.origin = centre + np.array([-cell_size / 2 + resolution / 2, cell_size / 2 - resolution / 2])
+        self.field = np.full(self.free.shape, np.inf)
+
+    def _grid(self, xy: np.ndarray) -> np.ndarray:
+        """Fractional (row, col) grid coordinates of world ``xy``."""
+        return np.array([(self.origin[1] - xy[1]) / self.resolution, (xy[0] - self.origin[0]) / self.resolution])
+
+    def _nearest_free(self, xy: np.ndarray) -> tuple[int, int]:
+        rc = self._grid(xy)
+        rows, cols = np.nonzero(self.free)
+        k = int(np.argmin((rows - rc[0]) ** 2 + (cols - rc[1]) ** 2))
+        return int(rows[k]), int(cols[k])
+
+    def set_goal(self, goal_xy: np.ndarray) -> None:
+        """Compute the distance field to ``goal_xy`` (world x, y)."""
+        goal_xy = np.asarray(goal_xy, dtype=np.float64)
+        r, c = self._nearest_free(goal_xy)
+        self.goal, self.goal_cell = goal_xy, (r // self.per_cell, c // self.per_cell)
+        # Within the goal's cell (free and convex) the straight distance is the geodesic one.
+        field = np.full(self.free.shape, np.inf)
+        cell = np.s_[self.goal_cell[0] * self.per_cell:(self.goal_cell[0] + 1) * self.per_cell,
+                     self.goal_cell[1] * self.per_cell:(self.goal_cell[1] + 1) * self.per_cell]
+        rows, cols = np.mgrid[cell]
+        points = self.origin + np.stack([cols * self.resolution, -rows * self.resolution], axis=-1)
+        field[cell] = np.linalg.norm(points - goal_xy, axis=-1)
+        h, (rows, cols) = self.resolution, self.free.shape
+        # 16-connected moves (8 neighbours and 8 knight's moves): paths at most 2.7 % longer than
+        # straight ones. A move is allowed where its bounding box is free, so it cuts no corner.
+        moves = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3)
+                 if (dr or dc) and math.gcd(abs(dr), abs(dc)) == 1]
+        padded_free = np.pad(self.free, 2, constant_values=False)
+        allowed = []
+        for dr, dc in moves:
+            # A move from (i - dr, j - dc) to (i, j).
+            ok = self.free.copy()
+            for er in range(min(0, -dr), max(0, -dr) + 1):
+                for ec in range(min(0, -dc), max(0, -dc) + 1):
+                    ok &= padded_free[2 + er:2 + er + rows, 2 + ec:2 + ec + cols]
+            allowed.append((dr, dc, h * math.hypot(dr, dc), ok))
+        while True:
+            padded = np.pad(field, 2, constant_values=np.inf)
+            best = field
+            for dr, dc, cost, ok in allowed:
+                candidate = np.where(ok, padded[2 - dr:2 - dr + rows, 2 - dc:2 - dc + cols] + cost, np.inf)
+                best = np.minimum(best, candidate)
+            if np.array_equal(best, field):
+                break
+            field = best
+        self.field = field
+
+    def _world(self, r: int, c: int) -> np.ndarray:
+        return self.origin + np.array([c * self.resolution, -r * self.resolution])
+
+    def __call__(self, xy: np.ndarray) -> float:
+        """The geodesic distance in metres from world ``xy`` to the goal of :meth:`set_goal`."""
+        xy = np.asarray(xy, dtype=np.float64)
+        rc = self._grid(xy)
+        if (int(np.floor(rc[0] + 0.5)) // self.per_cell, int(np.floor(rc[1] + 0.5)) // self.per_cell) == self.goal_cell:
+            return float(np.linalg.norm(xy - self.goal))
+        r0, c0 = int(np.floor(rc[0])), int(np.floor(rc[1]))
+        total, weight = 0.0, 0.0
+        for r, c in ((r0, c0), (r0 + 1, c0), (r0, c0 + 1), (r0 + 1, c0 + 1)):
+            if 0 <= r < self.field.shape[0] and 0 <= c < self.field.shape[1] and np.isfinite(self.field[r, c]):
+                w = (1 - abs(rc[0] - r)) * (1 - abs(rc[1] - c))
+                total, weight = total + w * self.field[r, c], weight + w
+        if weight <= 1e-9:  # off the free grid (inside a wall's margin): the nearest free point's value
+            r, c = self._nearest_free(np.asarray(xy, dtype=np.float64))
+            return float(self.field[r, c] + np.linalg.norm(np.asarray(xy) - self._world(r, c)))
+        return float(total / weight)
 
 
 def antmaze_id(size: str) -> str:
@@ -102,8 +214,10 @@ class AntMaze(gym.Env):
     """Gymnasium-Robotics' AntMaze with a flat observation that starts with Ant-v5's (module docstring).
 
     :param size: ``"medium"`` or ``"large"``.
-    :param reward_type: ``"sparse"`` (1 within :data:`SUCCESS_RADIUS` of the goal, else 0) or
-        ``"dense"`` (``exp(-distance)``).
+    :param reward_type: ``"sparse"`` (1 within :data:`SUCCESS_RADIUS` of the goal, else 0),
+        ``"dense"`` (``exp(-distance)``) or ``"progress"`` (sparse plus the decrease of the
+        geodesic distance, module docstring).
+    :param progress_weight: reward per metre of geodesic progress (``"progress"`` only).
     :param egocentric: observe the goal's offset in the torso's heading frame; ``False``: in the
         world frame.
     :param continuing_task: ``False`` ends the episode at the first success; ``True`` keeps the
@@ -126,10 +240,11 @@ class AntMaze(gym.Env):
         egocentric: bool = True,
         continuing_task: bool = False,
         render_mode: str | None = None,
+        progress_weight: float = 1.0,
     ):
         _check_size(size)
-        if reward_type not in ("sparse", "dense"):
-            raise TaskError(f"unknown AntMaze reward_type {reward_type!r}; use 'sparse' or 'dense'")
+        if reward_type not in REWARD_TYPES:
+            raise TaskError(f"unknown AntMaze reward_type {reward_type!r}; use one of {', '.join(REWARD_TYPES)}")
         require("gymnasium_robotics", "antmaze", "AntMaze")
         from gymnasium_robotics.envs.maze import maps
         from gymnasium_robotics.envs.maze.ant_maze_v5 import AntMazeEnv
@@ -138,7 +253,7 @@ class AntMaze(gym.Env):
         self.maze = AntMazeEnv(
             render_mode=render_mode,
             maze_map=getattr(maps, MAZE_SIZES[size]),
-            reward_type=reward_type,
+            reward_type="dense" if reward_type == "dense" else "sparse",
             continuing_task=continuing_task,
             reset_target=False,
             include_cfrc_ext_in_observation=False,
@@ -152,6 +267,9 @@ class AntMaze(gym.Env):
             raise TaskError(f"AntMaze: the ant observes {proprioception} values, expected Ant-v5's {ANT_PROPRIOCEPTION.stop}")
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (GOAL_FEATURES.stop,), np.float64)
         self.action_space = self.maze.action_space
+        self.reward_type, self.progress_weight = reward_type, float(progress_weight)
+        self.geodesic = MazeDistance(self.maze_map, self.maze.maze.maze_size_scaling, self.maze.maze.cell_rowcol_to_xy)
+        self._distance = 0.0
 
     @property
     def maze_map(self) -> list[list[Any]]:
@@ -193,11 +311,22 @@ class AntMaze(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         obs, info = self.maze.reset(seed=seed, options=options)
-        return self._observe(obs), self._info(obs, info)
+        info = self._info(obs, info)
+        if self.reward_type == "progress":
+            self.geodesic.set_goal(obs["desired_goal"])
+            self._distance = self.geodesic(obs["achieved_goal"])
+            info["geodesic_distance"] = self._distance
+        return self._observe(obs), info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.maze.step(action)
-        return self._observe(obs), float(reward), bool(terminated), bool(truncated), self._info(obs, info)
+        info = self._info(obs, info)
+        if self.reward_type == "progress":
+            distance = self.geodesic(obs["achieved_goal"])
+            info = {**info, "task_reward": float(reward), "geodesic_distance": distance}
+            reward = float(reward) + self.progress_weight * (self._distance - distance)
+            self._distance = distance
+        return self._observe(obs), float(reward), bool(terminated), bool(truncated), info
 
     def render(self):
         return self.maze.render()

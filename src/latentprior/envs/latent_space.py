@@ -36,6 +36,26 @@ from latentprior.latent.lsp import LSPError
 __all__ = ["LowLevelController", "LatentSampler", "LatentSpaceWrapper", "observed_latent_history", "OptionsWrapper"]
 
 
+class TaskRewardSum:
+    """Sums ``info["task_reward"]`` over the environment steps of one wrapper step, as the reward is.
+
+    A task whose training reward differs from its score (a shaped reward, a style reward) reports
+    the score as ``info["task_reward"]``; a wrapper that takes several steps per action must hand on
+    their sum, not the last step's, so evaluations still report the score.
+    """
+
+    def __init__(self) -> None:
+        self.total: float | None = None
+
+    def add(self, info: dict) -> None:
+        if "task_reward" in info:
+            self.total = (self.total or 0.0) + float(info["task_reward"])
+
+    def into(self, info: dict) -> dict:
+        """``info`` with the summed ``task_reward`` (unchanged when no step reported one)."""
+        return info if self.total is None else {**info, "task_reward": self.total}
+
+
 class LowLevelController(Protocol):
     """A low-level policy as the wrapper uses it: latent targets and proprioception in, actions out."""
 
@@ -169,15 +189,16 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         z = np.clip(np.asarray(action, dtype=np.float32).reshape(self.latent_dim), -1.0, 1.0)
-        total, steps = 0.0, 0
+        total, steps, task = 0.0, 0, TaskRewardSum()
         while True:
             low_action = self.low_level.act(self._obs[self.proprioception], z, deterministic=self.deterministic)
             self._obs, reward, terminated, truncated, info = self.env.step(low_action)
             total, steps = total + float(reward), steps + 1
+            task.add(info)
             if terminated or truncated or steps == self.steps_per_action:
                 break
         self._latents.append(z)
-        info = {**info, "low_level_steps": steps, "latent": z}
+        info = {**task.into(info), "low_level_steps": steps, "latent": z}
         return self._observation(self._obs), total, terminated, truncated, info
 
 
@@ -241,10 +262,11 @@ class OptionsWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             context = torch.as_tensor(z, device=self.prior.device)[None, None]
             rest = self.prior.sample(self.option_length - 1, 1, context, generator, temperature=self.temperature)
             latents += list(rest[0].cpu().numpy())
-        total = 0.0
+        total, task = 0.0, TaskRewardSum()
         for steps, latent in enumerate(latents, 1):
             obs, reward, terminated, truncated, info = self.env.step(latent)
             total += float(reward)
+            task.add(info)
             if terminated or truncated:
                 break
-        return obs, total, terminated, truncated, {**info, "option_steps": steps}
+        return obs, total, terminated, truncated, {**task.into(info), "option_steps": steps}
