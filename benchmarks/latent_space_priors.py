@@ -62,9 +62,10 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   Reenactment episodes start from the demonstration's state: the adapter records
                   the robot's qpos/qvel and sets them (``BipedalSkills.sim_state``/``set_state``).
                   Goal: the best prior integration's final return >= 2x the baseline's (``none``)
-                  at equal budget, on each task. The expert for the default robot (HalfCheetah):
-                  PPO on the shaped VelocityControl task with falls ending the episode (rerun to
-                  resume; its return is in docs/BENCHMARKS.md). A Walker expert trained the same way
+                  at equal budget, on each task. The expert for the default robot (HalfCheetah) is
+                  committed (benchmarks/experts/bisk-HalfCheetah-VelocityControl, the default of
+                  --bisk-expert): PPO on the shaped VelocityControl task with falls ending the
+                  episode, retrained by the command below (its return is in docs/BENCHMARKS.md). A Walker expert trained the same way
                   without ending falls stayed at random actions' return for 1.2M steps.
 
 latentprior train --env latentprior/BiskVelocityControlHalfCheetah-v0 --env-kwarg shaped=true \
@@ -134,6 +135,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 NAME = "latent_space_priors"
+#: The project's Bipedal Skills experts, committed (a PPO run's policy, 48 KB; docs/BENCHMARKS.md).
+BISK_EXPERTS = {"HalfCheetah": HERE / "experts" / "bisk-HalfCheetah-VelocityControl"}
 PARTS = ("demos", "vae", "prior", "low-level", "samples", "antmaze-medium", "antmaze-large", "bisk")
 ANT = "Ant-v5"
 #: The Ant's observation for demonstrations and the low-level policy: AntMaze's first 27 values.
@@ -259,6 +262,8 @@ def _jobs(args) -> list[Job]:
             learners(part, ANT, args.maze_learners, args.maze_samples if size == "medium" else args.large_samples, part)
     if "bisk" in args.parts:
         robot = f"bisk-{args.bisk_robot}"
+        if args.bisk_expert is None and args.bisk_robot in BISK_EXPERTS:
+            args.bisk_expert = BISK_EXPERTS[args.bisk_robot]
         if args.bisk_expert is None and not args.random_demos:
             print("bisk skipped: no Bipedal Skills expert (--bisk-expert). Train one on the robot's VelocityControl task "
                   "(the command in this script's docstring) and pass its run directory", flush=True)
@@ -886,7 +891,9 @@ def main(argv=None) -> None:
     add("--plan-rollouts", type=int, default=1024, help="plan: candidates per decision (the authors')")
     add("--plan-horizon", type=int, default=4, help="plan: latents per candidate (the authors: 64; see above)")
     # bipedal skills
-    add("--bisk-expert", type=Path, default=None, help="bisk: expert on the robot's VelocityControl task (shaped)")
+    add("--bisk-expert", type=Path, default=None,
+        help="bisk: expert on the robot's VelocityControl task (shaped); default for HalfCheetah: the committed "
+             "benchmarks/experts/bisk-HalfCheetah-VelocityControl")
     add("--bisk-robot", choices=["Walker", "HalfCheetah"], default="HalfCheetah", help="bisk: the robot")
     add("--bisk-demo-episodes", type=int, default=50, help="bisk: training episodes of 1000 steps")
     add("--bisk-held-out", type=int, default=5, help="bisk: held-out episodes")
