@@ -50,7 +50,10 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   pre-trained on D4RL's AntMaze data (another ant model, see ``envs/antmaze.py``) and
                   trained with a dense reward of unstated form; here the pre-training data is
                   open-ground locomotion and the reward the sparse success (a dense reward that ends
-                  at the goal pays more for hovering near it than for reaching it).
+                  at the goal pays more for hovering near it than for reaching it). --maze-reward
+                  progress trains on the sparse success plus the decrease of the geodesic distance
+                  to the goal instead (``AntMaze(reward_type="progress")``; the curves stay success
+                  rates; its jobs end in ``__progress``).
   antmaze-large   The same learners on AntMaze large with the same (medium-maze) VAE, prior and
                   low-level policy: transfer (--large-samples).
   bisk            Bipedal Skills (``latentprior.envs.bipedal_skills``, robot --bisk-robot): its own
@@ -65,8 +68,9 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   at equal budget, on each task. The expert for the default robot (HalfCheetah) is
                   committed (benchmarks/experts/bisk-HalfCheetah-VelocityControl, the default of
                   --bisk-expert): PPO on the shaped VelocityControl task with falls ending the
-                  episode, retrained by the command below (its return is in docs/BENCHMARKS.md). A Walker expert trained the same way
-                  without ending falls stayed at random actions' return for 1.2M steps.
+                  episode, retrained by the command below (its return is in docs/BENCHMARKS.md).
+                  A Walker expert trained the same way without ending falls stayed at random
+                  actions' return for 1.2M steps.
 
 latentprior train --env latentprior/BiskVelocityControlHalfCheetah-v0 --env-kwarg shaped=true \
     --env-kwarg allow_fallover=false --algo ppo --steps 3000000 --num-envs 16 --set n_steps=128 \
@@ -110,7 +114,7 @@ steps 30-50 s, the planner's final evaluation of them 13 min. Every job JSON rec
     python benchmarks/latent_space_priors.py --workers 2                  # everything (days; resumable)
     python benchmarks/latent_space_priors.py --parts demos,vae,prior,low-level,samples
     python benchmarks/latent_space_priors.py --parts antmaze-medium --maze-learners none,explore --seeds 0
-    python benchmarks/latent_space_priors.py --parts bisk --bisk-expert benchmarks/results/latent_space_priors/runs/expert/HalfCheetah
+    python benchmarks/latent_space_priors.py --parts bisk                 # with the committed HalfCheetah expert
     python benchmarks/latent_space_priors.py --quick --experts-dir /tmp/quick_experts --random-demos  # smoke, minutes
     python benchmarks/latent_space_priors.py --report                     # REPORT.md from the results
 """
@@ -233,11 +237,10 @@ def _jobs(args) -> list[Job]:
                         "samples": samples, "eval_every": args.eval_every, "eval_instances": args.eval_instances,
                         "learning_starts": args.learning_starts, "lsp": lsp,
                         "episode_steps": QUICK_EPISODE_STEPS if args.quick else None, **_vector(args)}
-                suffix = ""
                 if task in MAZES and args.maze_reward != "sparse":
-                    spec["reward_type"], suffix = args.maze_reward, f"__{args.maze_reward}"
+                    spec["reward_type"] = args.maze_reward
                 needs = () if learner == "scratch" else (f"prior__{robot}", f"low-level__{robot}")
-                add(Job(f"{task}__{learner}__seed{seed}{suffix}", part, spec, needs))
+                add(Job(f"{task}__{learner}__seed{seed}{_reward_suffix(spec)}", part, spec, needs))
 
     # --experts-dir/Ant-v5, else the expert shipped in the package, else the folder benchmarks/npmp.py trains into.
     ant_expert = (Path(args.experts_dir).resolve() / ANT if args.experts_dir is not None
@@ -583,6 +586,13 @@ def _samples(spec: dict, results: Path) -> dict:
 
 
 # =================================================================================== learners
+def _reward_suffix(spec: dict) -> str:
+    """``""`` for the task's own (sparse) reward, else ``"__<reward_type>"``: what job names, run
+    folders and report sections of a learner trained on another reward end in."""
+    reward = spec.get("reward_type", "sparse")
+    return "" if reward == "sparse" else f"__{reward}"
+
+
 def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
     """``(make_task, proprioception slice, task id)`` of a learner's task."""
     kwargs = {"disable_env_checker": True}
@@ -618,8 +628,8 @@ def _learner(spec: dict, results: Path) -> dict:
     config = _sac_config(steps, spec["learning_starts"], seed=spec["seed"], eval_every=max(spec["eval_every"] // per_step, 1),
                          eval_episodes=spec["eval_instances"], eval_envs=spec["eval_instances"], num_envs=spec.get("num_envs", 1))
     make_task, proprioception, task_id = _task_maker(spec)
-    shaped = spec.get("reward_type", "sparse") != "sparse"
-    run_dir = _runs(results, spec["task"]) / (f"{learner}__seed{spec['seed']}" + (f"__{spec['reward_type']}" if shaped else ""))
+    shaped = bool(_reward_suffix(spec))
+    run_dir = _runs(results, spec["task"]) / f"{learner}__seed{spec['seed']}{_reward_suffix(spec)}"
     facts = {"benchmark": NAME, "task": spec["task"], "learner": learner, "command": spec["command"]}
     out: dict[str, Any] = {}
     if learner == "scratch":
@@ -830,7 +840,7 @@ def report(results: Path) -> str:
         if not group:
             lines.extend(["", not_run])
             return None
-        section, data = _report_task(task if reward == "sparse" else f"{task}__{reward}", group, results, success=success)
+        section, data = _report_task(task + _reward_suffix(group[0]["spec"]), group, results, success=success)
         lines.extend(["", *section])
         return data
 

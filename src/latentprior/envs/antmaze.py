@@ -119,7 +119,27 @@ class MazeDistance:
         # World coordinates of grid point (0, 0): row r runs towards -y, column c towards +x.
         centre = np.asarray(to_xy(np.array([0, 0])), dtype=np.float64)
         self.origin = centre + np.array([-cell_size / 2 + resolution / 2, cell_size / 2 - resolution / 2])
+        self._free_points = np.nonzero(self.free)
+        self._moves = self._allowed_moves()
         self.field = np.full(self.free.shape, np.inf)
+
+    def _allowed_moves(self) -> list[tuple[int, int, float, np.ndarray]]:
+        """``(dr, dc, length, allowed)`` of the 16-connected moves (8 neighbours and 8 knight's
+        moves: grid paths at most 2.7 % longer than straight ones). ``allowed[i, j]``: the move from
+        ``(i - dr, j - dc)`` to ``(i, j)`` stays in free space, its bounding box free (no corner cut)."""
+        rows, cols = self.free.shape
+        padded_free = np.pad(self.free, 2, constant_values=False)
+        moves = []
+        for dr in range(-2, 3):
+            for dc in range(-2, 3):
+                if not (dr or dc) or math.gcd(abs(dr), abs(dc)) != 1:
+                    continue
+                ok = self.free.copy()
+                for er in range(min(0, -dr), max(0, -dr) + 1):
+                    for ec in range(min(0, -dc), max(0, -dc) + 1):
+                        ok &= padded_free[2 + er:2 + er + rows, 2 + ec:2 + ec + cols]
+                moves.append((dr, dc, self.resolution * math.hypot(dr, dc), ok))
+        return moves
 
     def _grid(self, xy: np.ndarray) -> np.ndarray:
         """Fractional (row, col) grid coordinates of world ``xy``."""
@@ -127,7 +147,7 @@ class MazeDistance:
 
     def _nearest_free(self, xy: np.ndarray) -> tuple[int, int]:
         rc = self._grid(xy)
-        rows, cols = np.nonzero(self.free)
+        rows, cols = self._free_points
         k = int(np.argmin((rows - rc[0]) ** 2 + (cols - rc[1]) ** 2))
         return int(rows[k]), int(cols[k])
 
@@ -143,24 +163,11 @@ class MazeDistance:
         rows, cols = np.mgrid[cell]
         points = self.origin + np.stack([cols * self.resolution, -rows * self.resolution], axis=-1)
         field[cell] = np.linalg.norm(points - goal_xy, axis=-1)
-        h, (rows, cols) = self.resolution, self.free.shape
-        # 16-connected moves (8 neighbours and 8 knight's moves): paths at most 2.7 % longer than
-        # straight ones. A move is allowed where its bounding box is free, so it cuts no corner.
-        moves = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3)
-                 if (dr or dc) and math.gcd(abs(dr), abs(dc)) == 1]
-        padded_free = np.pad(self.free, 2, constant_values=False)
-        allowed = []
-        for dr, dc in moves:
-            # A move from (i - dr, j - dc) to (i, j).
-            ok = self.free.copy()
-            for er in range(min(0, -dr), max(0, -dr) + 1):
-                for ec in range(min(0, -dc), max(0, -dc) + 1):
-                    ok &= padded_free[2 + er:2 + er + rows, 2 + ec:2 + ec + cols]
-            allowed.append((dr, dc, h * math.hypot(dr, dc), ok))
+        rows, cols = self.free.shape
         while True:
             padded = np.pad(field, 2, constant_values=np.inf)
             best = field
-            for dr, dc, cost, ok in allowed:
+            for dr, dc, cost, ok in self._moves:
                 candidate = np.where(ok, padded[2 - dr:2 - dr + rows, 2 - dc:2 - dc + cols] + cost, np.inf)
                 best = np.minimum(best, candidate)
             if np.array_equal(best, field):
@@ -184,8 +191,8 @@ class MazeDistance:
                 w = (1 - abs(rc[0] - r)) * (1 - abs(rc[1] - c))
                 total, weight = total + w * self.field[r, c], weight + w
         if weight <= 1e-9:  # off the free grid (inside a wall's margin): the nearest free point's value
-            r, c = self._nearest_free(np.asarray(xy, dtype=np.float64))
-            return float(self.field[r, c] + np.linalg.norm(np.asarray(xy) - self._world(r, c)))
+            r, c = self._nearest_free(xy)
+            return float(self.field[r, c] + np.linalg.norm(xy - self._world(r, c)))
         return float(total / weight)
 
 
@@ -268,7 +275,9 @@ class AntMaze(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (GOAL_FEATURES.stop,), np.float64)
         self.action_space = self.maze.action_space
         self.reward_type, self.progress_weight = reward_type, float(progress_weight)
-        self.geodesic = MazeDistance(self.maze_map, self.maze.maze.maze_size_scaling, self.maze.maze.cell_rowcol_to_xy)
+        #: the geodesic distance to the goal (``"progress"`` reward only, else ``None``)
+        self.geodesic = (MazeDistance(self.maze_map, self.maze.maze.maze_size_scaling, self.maze.maze.cell_rowcol_to_xy)
+                         if reward_type == "progress" else None)
         self._distance = 0.0
 
     @property
