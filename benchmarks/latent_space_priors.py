@@ -224,7 +224,7 @@ def _jobs(args) -> list[Job]:
                     (f"vae__{robot}",)))
         if "low-level" in kinds:
             method = {"method": args.low_level_method,
-                      **({"epochs": args.bc_epochs} if args.low_level_method == "bc" else
+                      **({"epochs": args.bc_epochs, "latent_targets": args.low_level_targets} if args.low_level_method == "bc" else
                          {"steps": args.low_level_steps, "learning_starts": args.learning_starts, **_vector(args)})}
             add(Job(f"low-level__{robot}", part or "low-level", {"kind": "low-level", "robot": robot, **method},
                     (f"vae__{robot}",)))
@@ -543,7 +543,8 @@ def _low_level(spec: dict, results: Path) -> dict:
     out: dict[str, Any] = {}
     if spec["method"] == "bc":
         (with_actions,) = _datasets(results, robot, "train_actions")
-        low_level = fit_low_level_bc(vae, with_actions, LowLevelConfig(), epochs=spec["epochs"], held_out=held_out)
+        low_level = fit_low_level_bc(vae, with_actions, LowLevelConfig(), epochs=spec["epochs"], held_out=held_out,
+                                     latent_targets=spec.get("latent_targets", "mean"))
     else:
         config = _sac_config(spec["steps"], spec["learning_starts"], eval_every=max(spec["steps"] // 20, 1),
                              num_envs=spec.get("num_envs", 1))
@@ -881,6 +882,10 @@ def main(argv=None) -> None:
     add("--low-level-method", choices=["bc", "sac"], default="bc", help="low-level: BC of the actions or SAC reenactment")
     add("--low-level-steps", type=int, default=1_000_000, help="low-level: SAC steps on the reenactment task")
     add("--bc-epochs", type=int, default=100, help="low-level with --low-level-method bc: epochs")
+    add("--low-level-targets", choices=["posterior", "mean"], default="posterior",
+        help="low-level with --low-level-method bc: latent targets drawn from the VAE's posterior, or its means "
+             "(fit_low_level_bc's latent_targets; the means topple the Ant under exploratory latents, "
+             "benchmarks/lsp_reach.py; results of the means in results/latent_space_priors/mean_targets/)")
     add("--sample-count", type=int, default=3, help="samples: sequences sampled from the prior")
     add("--sample-steps", type=int, default=40, help="samples: frames per sequence (20 per second)")
     add("--video-size", default="240x180", help="samples: video width x height in pixels")

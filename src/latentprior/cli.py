@@ -263,7 +263,7 @@ def _fit_low_level(args: argparse.Namespace) -> None:
     config = config_from_overrides(LowLevelConfig, _parse_overrides(args.set))
     if args.bc:
         low_level = fit_low_level_bc(vae, train, config, epochs=args.epochs, seed=args.seed, held_out=held_out,
-                                     callback=_print_history(args.quiet))
+                                     callback=_print_history(args.quiet), latent_targets=args.latent_targets)
     else:
         sac_config = SACConfig(total_steps=args.steps, seed=args.seed)
         low_level = fit_low_level(vae, train, config, sac_config, args.out / "run", held_out=held_out, progress=not args.quiet)
@@ -452,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--steps", type=int, default=1_000_000, help="SAC environment steps (reinforcement learning, the default; run in OUT/run, rerun to resume)")
     how.add_argument("--bc", action="store_true", help="behavioural cloning of the dataset's actions instead of SAC")
     p.add_argument("--epochs", type=int, default=100, help="behavioural cloning: passes over the data")
+    p.add_argument("--latent-targets", choices=["posterior", "mean"], default="posterior",
+                   help="behavioural cloning: targets drawn from the VAE's posterior (the default; robust to exploratory "
+                        "latents) or its means")
     p.add_argument("--seed", type=int, default=0)
 
     p = verbs.add_parser("sample", help="sample motion from a latent space prior, decode it, render it (kinematic or --physical)")

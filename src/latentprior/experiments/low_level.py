@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 LOW_LEVEL_KIND = "lsp_low_level"
+#: where behavioural cloning takes the latent targets from (:func:`fit_low_level_bc`)
+LATENT_TARGETS = ("posterior", "mean")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -81,7 +83,8 @@ class LowLevelPolicy:
     :param env_id: Gymnasium id of its environment, if known.
     :param env_kwargs: keyword arguments of ``gymnasium.make`` for it.
     :param method: ``"sac"`` (reinforcement learning) or ``"bc"`` (behavioural cloning).
-    :param metrics: final training metrics (SAC: the run's last logged metrics; BC: the loss).
+    :param metrics: final training metrics (SAC: the run's last logged metrics; BC: the loss and
+        ``posterior_targets``, 1 when the targets were posterior samples, 0 for posterior means).
     :param history: training curves (BC: ``epoch`` and ``loss`` per epoch).
     :param report: :class:`ReenactmentReport` on held-out demonstrations, as a dict, if measured.
     """
@@ -330,6 +333,7 @@ def fit_low_level_bc(
     env_kwargs: Mapping[str, Any] | None = None,
     held_out: Dataset | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    latent_targets: str = "posterior",
 ) -> LowLevelPolicy:
     """Fit the low-level policy by behavioural cloning of the dataset's actions (Gehring et al. 2023, offline data).
 
@@ -354,9 +358,19 @@ def fit_low_level_bc(
     :param held_out: demonstrations to measure :func:`reenactment_report` on afterwards (needs the
         environment).
     :param callback: ``callback(epoch, {"loss": ...})`` after every epoch.
+    :param latent_targets: ``"posterior"`` (the default): every minibatch draws the targets from
+        the VAE's posterior, ``tanh(mean + std * noise)``, as its decoder was trained on them;
+        ``"mean"``: the posterior means, the latents :meth:`StateVAE.encode` gives. The posterior
+        matters where the VAE left latent dimensions unused (posterior ~ its N(0, I) prior, a
+        near-constant mean): trained on the means, the policy never sees those dimensions move and
+        a high level's exploratory latents, which do move them, topple the robot
+        (``benchmarks/lsp_reach.py`` measures this; ``docs/BENCHMARKS.md``); trained on posterior
+        samples, it learns that they carry nothing.
     """
     config = config or LowLevelConfig()
     source = _source(dataset)
+    if latent_targets not in LATENT_TARGETS:
+        raise LSPError(f"unknown latent_targets {latent_targets!r}; use one of {', '.join(LATENT_TARGETS)}")
     if "actions" not in dataset.fields:
         raise DatasetError(
             f"{source}: behavioural cloning needs the dataset's 'actions' (it has {', '.join(dataset.fields)}); "
@@ -375,17 +389,25 @@ def fit_low_level_bc(
     _Windows(frames, horizon + 2, source, ("max(LowLevelConfig.target_offsets)", 2))
     references = encode_references(vae, dataset)
     offsets = np.asarray(config.target_offsets)
-    inputs, targets = [], []
+    inputs, targets, means, stds = [], [], [], []
     for reference, episode in zip(references, dataset):
         steps = np.arange(min(episode.num_steps, episode.num_steps + 1 - horizon))
         inputs.append(low_level_observation(reference.states[steps], reference.latents[steps[:, None] + offsets]))
         targets.append(episode.actions[steps])
+        if latent_targets == "posterior":
+            with torch.no_grad():
+                mean, std = (v.cpu().numpy() for v in vae.posterior(episode.observations))
+            means.append(mean[steps[:, None] + offsets].reshape(len(steps), -1))
+            stds.append(std[steps[:, None] + offsets].reshape(len(steps), -1))
     x = np.concatenate(inputs)
+    n = len(offsets) * vae.latent_dim
+    posterior = None
+    if latent_targets == "posterior":
+        posterior = torch.from_numpy(np.concatenate(means)).float(), torch.from_numpy(np.concatenate(stds)).float()
     low, high = action_space.low.astype(np.float64), action_space.high.astype(np.float64)
     y = (np.clip(np.concatenate(targets), low, high) - (high + low) / 2) / ((high - low) / 2)
 
     proprioception = _observation_space(dataset)
-    n = len(offsets) * vae.latent_dim
     observation_space = gym.spaces.Box(
         np.concatenate([proprioception.low, -np.ones(n)]).astype(proprioception.dtype),
         np.concatenate([proprioception.high, np.ones(n)]).astype(proprioception.dtype),
@@ -393,19 +415,30 @@ def fit_low_level_bc(
     )
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    x_t = torch.from_numpy(x).float()
+
+    def draw(index: torch.Tensor) -> torch.Tensor:
+        """Raw inputs of pairs ``index``, their latent targets drawn from the posterior when asked."""
+        if posterior is None:
+            return x_t[index]
+        mean, std = posterior[0][index], posterior[1][index]
+        z = torch.tanh(mean + std * torch.randn(mean.shape, generator=generator))
+        return torch.cat([x_t[index, : x.shape[1] - n], z], dim=1)
+
     normalizer = ObservationNormalizer(observation_space.shape)
-    normalizer.update(x)
+    normalizer.update(draw(torch.arange(len(x_t))).double().numpy())
     actor = SquashedGaussianActor(x.shape[1], low.tolist(), high.tolist(), tuple(hidden_sizes))
     policy = Policy(actor, observation_space, action_space, normalizer, algo="bc")
     optimizer = torch.optim.Adam(actor.parameters(), lr=learning_rate)
-    inputs_t, targets_t = policy.normalize(torch.from_numpy(x)), torch.from_numpy(y).float()
+    inputs_t, targets_t = policy.normalize(x_t), torch.from_numpy(y).float()
     history: dict[str, list[float]] = {"epoch": [], "loss": [], "seconds": []}
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         order, total = torch.randperm(len(inputs_t), generator=generator), 0.0
         for first in range(0, len(order), batch_size):
             batch = order[first : first + batch_size]
-            loss = torch.nn.functional.mse_loss(torch.tanh(actor(inputs_t[batch]).mean), targets_t[batch])
+            batch_inputs = inputs_t[batch] if posterior is None else policy.normalize(draw(batch))
+            loss = torch.nn.functional.mse_loss(torch.tanh(actor(batch_inputs).mean), targets_t[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -415,6 +448,7 @@ def fit_low_level_bc(
         if callback is not None:
             callback(epoch, {"loss": history["loss"][-1]})
     metrics = {"loss": history["loss"][-1]} if history["loss"] else {}
+    metrics["posterior_targets"] = float(posterior is not None)  # 1: latent_targets="posterior"
     low_level = LowLevelPolicy(
         policy.eval(), config, vae.latent_dim, vae.fingerprint, env_id, env_kwargs, "bc", metrics, history
     )
