@@ -224,7 +224,9 @@ def _jobs(args) -> list[Job]:
                     (f"vae__{robot}",)))
         if "low-level" in kinds:
             method = {"method": args.low_level_method,
-                      **({"epochs": args.bc_epochs, "latent_targets": args.low_level_targets} if args.low_level_method == "bc" else
+                      **({"epochs": args.bc_epochs,
+                          "latent_targets": args.low_level_targets if robot == ANT else args.bisk_low_level_targets}
+                         if args.low_level_method == "bc" else
                          {"steps": args.low_level_steps, "learning_starts": args.learning_starts, **_vector(args)})}
             add(Job(f"low-level__{robot}", part or "low-level", {"kind": "low-level", "robot": robot, **method},
                     (f"vae__{robot}",)))
@@ -882,10 +884,13 @@ def main(argv=None) -> None:
     add("--low-level-method", choices=["bc", "sac"], default="bc", help="low-level: BC of the actions or SAC reenactment")
     add("--low-level-steps", type=int, default=1_000_000, help="low-level: SAC steps on the reenactment task")
     add("--bc-epochs", type=int, default=100, help="low-level with --low-level-method bc: epochs")
-    add("--low-level-targets", choices=["posterior", "mean"], default="posterior",
-        help="low-level with --low-level-method bc: latent targets drawn from the VAE's posterior, or its means "
-             "(fit_low_level_bc's latent_targets; the means topple the Ant under exploratory latents, "
-             "benchmarks/lsp_reach.py; results of the means in results/latent_space_priors/mean_targets/)")
+    add("--low-level-targets", choices=["posterior", "mean", "unused-random"], default="posterior",
+        help="Ant low level with --low-level-method bc: fit_low_level_bc's latent_targets (the means topple the Ant "
+             "under exploratory latents; the posterior follows demonstrations' directions best: benchmarks/lsp_reach.py "
+             "and docs/BENCHMARKS.md; results of the means in results/latent_space_priors/mean_targets/)")
+    add("--bisk-low-level-targets", choices=["posterior", "mean", "unused-random"], default="unused-random",
+        help="the same for the Bipedal Skills robot (posterior samples send the HalfCheetah backwards; the means "
+             "barely move it under exploratory latents; docs/BENCHMARKS.md)")
     add("--sample-count", type=int, default=3, help="samples: sequences sampled from the prior")
     add("--sample-steps", type=int, default=40, help="samples: frames per sequence (20 per second)")
     add("--video-size", default="240x180", help="samples: video width x height in pixels")

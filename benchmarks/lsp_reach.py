@@ -43,19 +43,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, machine, now  # noqa: E402
 
 
+def ground_index(env) -> list[int]:
+    """Indices of the root's horizontal coordinates in the robot's ``qpos`` (what :func:`position` reads).
+
+    Gymnasium's MuJoCo robots: x, y of a free root joint (Ant) or x of a planar one (slide x first).
+    Bipedal Skills robots: the ``rootx`` slide, wherever it is (the Walker's root is z, x, pitch).
+    """
+    unwrapped = env.unwrapped
+    if hasattr(unwrapped, "qpos_names"):
+        return [unwrapped.qpos_names.index("rootx:p")]
+    return [0, 1] if unwrapped.model.jnt_type[0] == 0 else [0]  # 0: mjJNT_FREE
+
+
+def ground(qpos: np.ndarray, index: list[int]) -> np.ndarray:
+    """The root's ground position (x, y; y = 0 for a planar robot) from a ``qpos``."""
+    xy = np.zeros(2)
+    xy[: len(index)] = np.asarray(qpos)[index]
+    return xy
+
+
+def position(env, index: list[int]) -> np.ndarray:
+    unwrapped = env.unwrapped
+    qpos = unwrapped.sim_state()[0] if hasattr(unwrapped, "sim_state") else unwrapped.data.qpos
+    return ground(qpos, index)
+
+
 def rollout(env, low_level, latents: np.ndarray, seed: int, init: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
-    """Run ``latents`` (``(steps, latent_dim)``) through the low-level policy; torso path and ending."""
+    """Run ``latents`` (``(steps, latent_dim)``) through the low-level policy; root path and ending."""
+    from latentprior.envs.extras import proprioception_slice
+
+    index, seen = ground_index(env), proprioception_slice(env)
     obs, _ = env.reset(seed=seed)
-    data = env.unwrapped.data
     if init is not None:
         env.unwrapped.set_state(*init)
         obs = env.unwrapped._get_obs()
-    path = [data.qpos[:2].copy()]
+    path = [position(env, index)]
     ended = False
     for z in latents:
-        action = low_level.act(obs, np.clip(z, -1.0, 1.0))
+        action = low_level.act(obs[seen], np.clip(z, -1.0, 1.0))
         obs, _, terminated, truncated, _ = env.step(action)
-        path.append(data.qpos[:2].copy())
+        path.append(position(env, index))
         if terminated:
             ended = True
             break
@@ -89,8 +116,10 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, default=Path("benchmarks/results/latent_space_priors/runs"),
                         help="folder with demos/, vae/, prior/ and low-level/ of the robot (the LSP benchmark's runs/)")
     parser.add_argument("--robot", default="Ant-v5", help="the sub-folder name of the robot's artifacts")
-    parser.add_argument("--held-out", default="skills_held_out.h5",
-                        help="held-out demonstrations inside demos/ROBOT/ (one skill per episode)")
+    parser.add_argument("--held-out", default=None,
+                        help="held-out demonstrations inside demos/ROBOT/ (default: skills_held_out.h5, one skill per "
+                             "episode, where it exists, else held_out.h5)")
+    parser.add_argument("--low-level", type=Path, default=None, help="the low-level policy (default: ARTIFACTS/low-level/ROBOT)")
     parser.add_argument("--steps", type=int, default=500, help="steps per episode (Ant-v5: 25 s of control at 20 Hz)")
     parser.add_argument("--episodes", type=int, default=16, help="episodes per source (demo: at most one per held-out episode, repeated)")
     parser.add_argument("--hold-steps", default="4,16", help="comma-separated k of the uniform-hold<k> sources")
@@ -109,11 +138,18 @@ def main() -> None:
     a = args.artifacts
     vae = StateVAE.load(a / "vae" / args.robot)
     prior = LatentPrior.load(a / "prior" / args.robot, vae=vae)
-    low_level = LowLevelPolicy.load(a / "low-level" / args.robot, vae=vae)
-    held_out = load_dataset(a / "demos" / args.robot / args.held_out)
+    low_level = LowLevelPolicy.load(args.low_level or a / "low-level" / args.robot, vae=vae)
+    demos = a / "demos" / args.robot
+    held_out = load_dataset(demos / (args.held_out or next(f for f in ("skills_held_out.h5", "held_out.h5")
+                                                          if (demos / f).exists())))
+    if low_level.env_id and low_level.env_id.startswith("latentprior_benchmark/"):
+        from latent_space_priors import _register_bisk_proprioception  # the benchmark's Bipedal Skills robots
+
+        _register_bisk_proprioception()
     offset = max(low_level.config.target_offsets)
     env = gym.make(low_level.env_id, max_episode_steps=args.steps + offset + 1, **low_level.env_kwargs)
     low_level.check_env(env)
+    index = ground_index(env)
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
@@ -130,7 +166,7 @@ def main() -> None:
         latents = vae.encode(episode.observations).cpu().numpy()
         init = (episode.qpos[0], episode.qvel[0])
         r = rollout(env, low_level, latents[offset : offset + args.steps], seed=args.seed + i, init=init)
-        own = episode.qpos[r["steps"], :2] - episode.qpos[0, :2]
+        own = ground(episode.qpos[r["steps"]], index) - ground(episode.qpos[0], index)
         demo_own.append(float(np.linalg.norm(own)))
         demo_ratio.append(float(np.linalg.norm(r["displacement"]) / max(np.linalg.norm(own), 1e-6)))
         demo_cosine.append(float(r["displacement"] @ own / max(np.linalg.norm(r["displacement"]) * np.linalg.norm(own), 1e-9)))

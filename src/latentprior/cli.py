@@ -452,9 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--steps", type=int, default=1_000_000, help="SAC environment steps (reinforcement learning, the default; run in OUT/run, rerun to resume)")
     how.add_argument("--bc", action="store_true", help="behavioural cloning of the dataset's actions instead of SAC")
     p.add_argument("--epochs", type=int, default=100, help="behavioural cloning: passes over the data")
-    p.add_argument("--latent-targets", choices=["posterior", "mean"], default="posterior",
+    p.add_argument("--latent-targets", choices=["posterior", "mean", "unused-random"], default="posterior",
                    help="behavioural cloning: targets drawn from the VAE's posterior (the default; robust to exploratory "
-                        "latents) or its means")
+                        "latents), its means, or its means with noise in the latent dimensions the VAE does not use")
     p.add_argument("--seed", type=int, default=0)
 
     p = verbs.add_parser("sample", help="sample motion from a latent space prior, decode it, render it (kinematic or --physical)")

@@ -53,6 +53,9 @@ def test_posterior_targets_make_the_policy_robust_to_exploratory_latents(low_lev
         return np.abs(policy.act(held_out, uniform) - policy.act(held_out, z)).mean()
 
     assert shift(low_level) < 0.8 * shift(means)  # measured: 0.11-0.13 vs 0.19-0.21 over 5 seeds
+    unused = fit_low_level_bc(lsp_vae, lsp_data[0], LowLevelConfig(episode_steps=32), epochs=2, hidden_sizes=(16,),
+                              latent_targets="unused-random")
+    assert unused.metrics["posterior_targets"] == 0.0 and 0 <= unused.metrics["unused_latents_randomised"] <= 4
     with pytest.raises(LSPError, match="unknown latent_targets 'median'"):
         fit_low_level_bc(lsp_vae, lsp_data[0], latent_targets="median")
 

@@ -60,7 +60,9 @@ __all__ = [
 
 LOW_LEVEL_KIND = "lsp_low_level"
 #: where behavioural cloning takes the latent targets from (:func:`fit_low_level_bc`)
-LATENT_TARGETS = ("posterior", "mean")
+LATENT_TARGETS = ("posterior", "mean", "unused-random")
+#: mean KL to N(0, I) per frame (nats) under which a latent dimension counts as unused
+UNUSED_KL = 0.01
 
 
 # ------------------------------------------------------------------------------------------------
@@ -83,8 +85,9 @@ class LowLevelPolicy:
     :param env_id: Gymnasium id of its environment, if known.
     :param env_kwargs: keyword arguments of ``gymnasium.make`` for it.
     :param method: ``"sac"`` (reinforcement learning) or ``"bc"`` (behavioural cloning).
-    :param metrics: final training metrics (SAC: the run's last logged metrics; BC: the loss and
-        ``posterior_targets``, 1 when the targets were posterior samples, 0 for posterior means).
+    :param metrics: final training metrics (SAC: the run's last logged metrics; BC: the loss,
+        ``posterior_targets`` (1 when the targets were posterior samples) and
+        ``unused_latents_randomised`` (the unused dimensions given noise, ``"unused-random"``)).
     :param history: training curves (BC: ``epoch`` and ``loss`` per epoch).
     :param report: :class:`ReenactmentReport` on held-out demonstrations, as a dict, if measured.
     """
@@ -365,7 +368,10 @@ def fit_low_level_bc(
         near-constant mean): trained on the means, the policy never sees those dimensions move and
         a high level's exploratory latents, which do move them, topple the robot
         (``benchmarks/lsp_reach.py`` measures this; ``docs/BENCHMARKS.md``); trained on posterior
-        samples, it learns that they carry nothing.
+        samples, it learns that they carry nothing. ``"unused-random"``: the means in the dimensions
+        the VAE uses, uniform noise in [-1, 1] in those it does not (mean KL to N(0, I) under
+        :data:`UNUSED_KL` nats per frame): robust to what a high level puts in the unused
+        dimensions without blurring the used ones.
     """
     config = config or LowLevelConfig()
     source = _source(dataset)
@@ -394,16 +400,19 @@ def fit_low_level_bc(
         steps = np.arange(min(episode.num_steps, episode.num_steps + 1 - horizon))
         inputs.append(low_level_observation(reference.states[steps], reference.latents[steps[:, None] + offsets]))
         targets.append(episode.actions[steps])
-        if latent_targets == "posterior":
+        if latent_targets != "mean":
             with torch.no_grad():
                 mean, std = (v.cpu().numpy() for v in vae.posterior(episode.observations))
             means.append(mean[steps[:, None] + offsets].reshape(len(steps), -1))
             stds.append(std[steps[:, None] + offsets].reshape(len(steps), -1))
     x = np.concatenate(inputs)
     n = len(offsets) * vae.latent_dim
-    posterior = None
-    if latent_targets == "posterior":
+    posterior, unused = None, torch.zeros(n, dtype=torch.bool)
+    if latent_targets != "mean":
         posterior = torch.from_numpy(np.concatenate(means)).float(), torch.from_numpy(np.concatenate(stds)).float()
+        mean, std = posterior[0][:, : vae.latent_dim], posterior[1][:, : vae.latent_dim]
+        kl = (0.5 * (mean**2 + std**2 - 1) - torch.log(std)).mean(0)  # per dimension, nats per frame
+        unused = (kl < UNUSED_KL).repeat(len(offsets))
     low, high = action_space.low.astype(np.float64), action_space.high.astype(np.float64)
     y = (np.clip(np.concatenate(targets), low, high) - (high + low) / 2) / ((high - low) / 2)
 
@@ -421,8 +430,12 @@ def fit_low_level_bc(
         """Raw inputs of pairs ``index``, their latent targets drawn from the posterior when asked."""
         if posterior is None:
             return x_t[index]
-        mean, std = posterior[0][index], posterior[1][index]
-        z = torch.tanh(mean + std * torch.randn(mean.shape, generator=generator))
+        if latent_targets == "posterior":
+            mean, std = posterior[0][index], posterior[1][index]
+            z = torch.tanh(mean + std * torch.randn(mean.shape, generator=generator))
+        else:  # "unused-random"
+            z = x_t[index, x.shape[1] - n :].clone()
+            z[:, unused] = torch.rand((len(index), int(unused.sum())), generator=generator) * 2 - 1
         return torch.cat([x_t[index, : x.shape[1] - n], z], dim=1)
 
     normalizer = ObservationNormalizer(observation_space.shape)
@@ -448,7 +461,8 @@ def fit_low_level_bc(
         if callback is not None:
             callback(epoch, {"loss": history["loss"][-1]})
     metrics = {"loss": history["loss"][-1]} if history["loss"] else {}
-    metrics["posterior_targets"] = float(posterior is not None)  # 1: latent_targets="posterior"
+    metrics["posterior_targets"] = float(latent_targets == "posterior")
+    metrics["unused_latents_randomised"] = float(unused.sum()) / len(offsets) if latent_targets == "unused-random" else 0.0
     low_level = LowLevelPolicy(
         policy.eval(), config, vae.latent_dim, vae.fingerprint, env_id, env_kwargs, "bc", metrics, history
     )
