@@ -241,8 +241,10 @@ def _jobs(args) -> list[Job]:
                         "episode_steps": QUICK_EPISODE_STEPS if args.quick else None, **_vector(args)}
                 if task in MAZES and args.maze_reward != "sparse":
                     spec["reward_type"] = args.maze_reward
+                if args.ent_coef_init != 1.0:
+                    spec["ent_coef_init"] = args.ent_coef_init
                 needs = () if learner == "scratch" else (f"prior__{robot}", f"low-level__{robot}")
-                add(Job(f"{task}__{learner}__seed{seed}{_reward_suffix(spec)}", part, spec, needs))
+                add(Job(f"{task}__{learner}__seed{seed}{_variant_suffix(spec)}", part, spec, needs))
 
     # --experts-dir/Ant-v5, else the expert shipped in the package, else the folder benchmarks/npmp.py trains into.
     ant_expert = (Path(args.experts_dir).resolve() / ANT if args.experts_dir is not None
@@ -590,10 +592,16 @@ def _samples(spec: dict, results: Path) -> dict:
 
 # =================================================================================== learners
 def _reward_suffix(spec: dict) -> str:
-    """``""`` for the task's own (sparse) reward, else ``"__<reward_type>"``: what job names, run
-    folders and report sections of a learner trained on another reward end in."""
+    """``""`` for the task's own (sparse) reward, else ``"__<reward_type>"``."""
     reward = spec.get("reward_type", "sparse")
     return "" if reward == "sparse" else f"__{reward}"
+
+
+def _variant_suffix(spec: dict) -> str:
+    """What job names, run folders and report sections of a learner end in: the reward's suffix, then
+    ``"__alpha<x>"`` for SAC's initial entropy coefficient when it is not SB3's 1."""
+    alpha = spec.get("ent_coef_init")
+    return _reward_suffix(spec) + ("" if alpha is None else f"__alpha{alpha:g}")
 
 
 def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
@@ -629,10 +637,11 @@ def _learner(spec: dict, results: Path) -> dict:
     per_step = lsp.option_length if learner == "options" else 1
     steps = max(samples // per_step, 1)
     config = _sac_config(steps, spec["learning_starts"], seed=spec["seed"], eval_every=max(spec["eval_every"] // per_step, 1),
-                         eval_episodes=spec["eval_instances"], eval_envs=spec["eval_instances"], num_envs=spec.get("num_envs", 1))
+                         eval_episodes=spec["eval_instances"], eval_envs=spec["eval_instances"], num_envs=spec.get("num_envs", 1),
+                         ent_coef_init=spec.get("ent_coef_init", 1.0))
     make_task, proprioception, task_id = _task_maker(spec)
     shaped = bool(_reward_suffix(spec))
-    run_dir = _runs(results, spec["task"]) / f"{learner}__seed{spec['seed']}{_reward_suffix(spec)}"
+    run_dir = _runs(results, spec["task"]) / f"{learner}__seed{spec['seed']}{_variant_suffix(spec)}"
     facts = {"benchmark": NAME, "task": spec["task"], "learner": learner, "command": spec["command"]}
     out: dict[str, Any] = {}
     if learner == "scratch":
@@ -780,11 +789,11 @@ def _final(data: dict[str, Any], learner: str) -> float | None:
     return None if not rs else float(np.mean([r["final"] for r in rs]))
 
 
-def _maze_goals(task: str, data: dict[str, Any] | None, reward: str = "sparse") -> list[str]:
+def _maze_goals(task: str, data: dict[str, Any] | None, variant: str = "") -> list[str]:
     from latentprior.experiments.lap import steps_to_reach
 
     label = "antmaze-medium" if task == "antmaze-medium" else "antmaze-large (transfer of the medium maze's prior)"
-    label += f", {reward} reward" if reward != "sparse" else ""
+    label += f" ({variant.strip('_').replace('__', ', ')})" if variant else ""
     best = None if data is None else _best_integration(data)
     goals = []
     if task == "antmaze-medium":
@@ -821,6 +830,27 @@ def _bisk_goal(task: str, data: dict[str, Any] | None) -> str:
             f">= {GOALS['bisk_ratio']:g}x at equal budget): **{_verdict(ok)}**")
 
 
+def _report_reach(results: Path) -> list[str]:
+    """The robot's reach through the low-level policy (``benchmarks/lsp_reach.py``'s ``reach/*.json``)."""
+    files = sorted((Path(results) / "reach").glob("*.json"))
+    if not files:
+        return []
+    lines = ["## Reach through the low-level policy (`benchmarks/lsp_reach.py`)", "",
+             "Net displacement after the episode (median, m), episodes that ended in a fall, and how concentrated "
+             "the end directions are (1: all one way), per source of latents.", ""]
+    for path in files:
+        r = json.loads(path.read_text())
+        demo = r["demo_vs_demonstration"]
+        lines += [f"**{r['robot']}** ({r['steps']} steps; demonstration latents cover "
+                  f"{demo['displacement_ratio']['median']:.0%} of the demonstration's distance, direction cosine "
+                  f"{demo['direction_cosine']['median']:.2f}; `{r['command']}`)", "",
+                  "| latents | net displacement (m) | fell | concentration |", "|---|---|---|---|"]
+        lines += [f"| {name} | {v['net_displacement_m']['median']:.1f} | {v['ended_early']:.0%} | "
+                  f"{v['direction_concentration']:.2f} |" for name, v in r["sources"].items()]
+        lines.append("")
+    return lines
+
+
 def report(results: Path) -> str:
     all_runs = load_results(results)
     runs = {r["name"]: r for r in all_runs}
@@ -834,23 +864,24 @@ def report(results: Path) -> str:
     lines += ["", "## Pre-training: demonstrations, VAE, prior, low-level policy", ""]
     for robot in robots:
         lines += [*_report_pretraining(runs, robot), ""]
+    lines += _report_reach(results)
     goals: list[str] = []
     learners = [r for r in all_runs if r["spec"]["kind"] == "learner"]
 
-    def task_section(task: str, success: bool, not_run: str, reward: str = "sparse") -> dict[str, Any] | None:
+    def task_section(task: str, success: bool, not_run: str, variant: str = "") -> dict[str, Any] | None:
         """Append ``task``'s section to ``lines``; its data for the goal check (``None`` when not run)."""
-        group = [r for r in learners if r["spec"]["task"] == task and r["spec"].get("reward_type", "sparse") == reward]
+        group = [r for r in learners if r["spec"]["task"] == task and _variant_suffix(r["spec"]) == variant]
         if not group:
             lines.extend(["", not_run])
             return None
-        section, data = _report_task(task + _reward_suffix(group[0]["spec"]), group, results, success=success)
+        section, data = _report_task(task + variant, group, results, success=success)
         lines.extend(["", *section])
         return data
 
     for task in MAZES:
-        rewards = sorted({r["spec"].get("reward_type", "sparse") for r in learners if r["spec"]["task"] == task}) or ["sparse"]
-        for reward in rewards:
-            goals += _maze_goals(task, task_section(task, True, f"## {task}\n\nNot run.", reward), reward)
+        variants = sorted({_variant_suffix(r["spec"]) for r in learners if r["spec"]["task"] == task}) or [""]
+        for variant in variants:
+            goals += _maze_goals(task, task_section(task, True, f"## {task}\n\nNot run.", variant), variant)
     bisk_tasks = sorted({r["spec"]["task"] for r in learners if r["spec"]["task"] not in MAZES})
     for task in bisk_tasks or ["GoToTargets", "Hurdles"]:
         not_run = f"## bisk {task}\n\nNot run (it needs a Bipedal Skills expert: --bisk-expert)."
@@ -903,6 +934,10 @@ def main(argv=None) -> None:
     add("--large-samples", type=int, default=1_000_000, help="antmaze-large: environment samples per run")
     add("--eval-every", type=int, default=50_000, help="environment samples between evaluations")
     add("--eval-instances", type=int, default=50, help="task instances per evaluation (one reset seed each)")
+    add("--ent-coef-init", type=float, default=1.0,
+        help="SAC's initial entropy coefficient of every high-level run (SB3's 1; jobs and run folders of another "
+             "value end in __alpha<x>). With 32-d latent actions, 1 fills the critic with an entropy bonus of ~20 "
+             "per step that takes hundreds of thousands of samples to drain (docs/BENCHMARKS.md)")
     add("--learning-starts", type=int, default=10_000, help="SAC's random warm-up steps (the RL zoo's MuJoCo value)")
     add("--num-envs", type=int, default=1,
         help="environments per SAC run (low level and high level). SAC makes one gradient update per vector step, so "

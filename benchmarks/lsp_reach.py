@@ -26,7 +26,7 @@ directions (and the same cosine for ``hold``)::
 
     python benchmarks/lsp_reach.py --artifacts benchmarks/results/latent_space_priors/runs --robot Ant-v5
 
-writes ``reach__<robot>.json`` into the results folder and prints it.
+writes ``reach/<robot>.json`` into the results folder (the benchmark's report shows it) and prints it.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=16, help="episodes per source (demo: at most one per held-out episode, repeated)")
     parser.add_argument("--hold-steps", default="4,16", help="comma-separated k of the uniform-hold<k> sources")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="default: ARTIFACTS/../reach__ROBOT.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: ARTIFACTS/../reach/ROBOT.json")
     args = parser.parse_args()
 
     import gymnasium as gym
@@ -132,6 +132,7 @@ def main() -> None:
 
     from latentprior.data import load_dataset
     from latentprior.experiments.low_level import LowLevelPolicy
+    from latentprior.io import atomic_write_json
     from latentprior.latent.lsp import LatentPrior, StateVAE
 
     torch.set_num_threads(1)
@@ -206,8 +207,9 @@ def main() -> None:
         "machine": machine(),
         "command": command_line(),
     }
-    out = args.out or a.parent / f"reach__{args.robot}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or a.parent / "reach" / f"{args.robot}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, result)
     print(json.dumps({k: result[k] for k in ("sources", "demo_vs_demonstration", "wall_s")}, indent=2))
 
 
