@@ -756,8 +756,11 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
                          "", ""])
     spec = group[0]["spec"]
     reward = spec.get("reward_type", "sparse")
-    title = (task.split("__")[0] + (f" ({reward} reward)" if reward != "sparse" else "")) if success else \
-        f"bisk {task} ({_bisk_robot(spec['robot'])})"
+    alpha = spec.get("ent_coef_init")
+    alpha_note = "" if alpha is None else f", SAC's initial entropy coefficient {alpha:g}"
+    title = (task.split("__")[0] + (f" ({reward} reward{alpha_note})" if reward != "sparse" else
+                                    f" ({alpha_note[2:]})" if alpha_note else "")) if success else \
+        f"bisk {task.split('__')[0]} ({_bisk_robot(spec['robot'])}{alpha_note})"
     ylabel = f"success rate over {spec['eval_instances']} instances" if success else f"return over {spec['eval_instances']} instances"
     plot_curves(data["curves"], results / f"{task}.png", title=title, xlabel="environment samples", ylabel=ylabel,
                 reference={f"goal {GOALS['success']:.0%}": GOALS["success"]} if success else None)
@@ -885,7 +888,8 @@ def report(results: Path) -> str:
     bisk_tasks = sorted({r["spec"]["task"] for r in learners if r["spec"]["task"] not in MAZES})
     for task in bisk_tasks or ["GoToTargets", "Hurdles"]:
         not_run = f"## bisk {task}\n\nNot run (it needs a Bipedal Skills expert: --bisk-expert)."
-        goals.append(_bisk_goal(task, task_section(task, False, not_run)))
+        for variant in sorted({_variant_suffix(r["spec"]) for r in learners if r["spec"]["task"] == task}) or [""]:
+            goals.append(_bisk_goal(task + variant, task_section(task, False, not_run, variant)))
     lines += ["", "## Goals", "", *goals]
     return "\n".join(lines) + "\n"
 
