@@ -919,11 +919,13 @@ def main(argv=None) -> None:
     add("--low-level-method", choices=["bc", "sac"], default="bc", help="low-level: BC of the actions or SAC reenactment")
     add("--low-level-steps", type=int, default=1_000_000, help="low-level: SAC steps on the reenactment task")
     add("--bc-epochs", type=int, default=100, help="low-level with --low-level-method bc: epochs")
-    add("--low-level-targets", choices=["posterior", "mean", "unused-random"], default="posterior",
+    from latentprior.experiments.low_level import LATENT_TARGETS
+
+    add("--low-level-targets", choices=LATENT_TARGETS, default="posterior",
         help="Ant low level with --low-level-method bc: fit_low_level_bc's latent_targets (the means topple the Ant "
              "under exploratory latents; the posterior follows demonstrations' directions best: benchmarks/lsp_reach.py "
              "and docs/BENCHMARKS.md; results of the means in results/latent_space_priors/mean_targets/)")
-    add("--bisk-low-level-targets", choices=["posterior", "mean", "unused-random"], default="unused-random",
+    add("--bisk-low-level-targets", choices=LATENT_TARGETS, default="unused-random",
         help="the same for the Bipedal Skills robot (posterior samples send the HalfCheetah backwards; the means "
              "barely move it under exploratory latents; docs/BENCHMARKS.md)")
     add("--sample-count", type=int, default=3, help="samples: sequences sampled from the prior")

@@ -2,8 +2,10 @@
 
 A high-level policy acts only through the frozen low-level policy, so the robot's reach through it
 caps what any high-level learner can achieve. This measures that reach in the open (the robot's own
-Gymnasium environment, no maze), acting exactly as :class:`~latentprior.envs.latent_space.LatentSpaceWrapper`
-does (one latent per step, given as the low-level policy's target), for latent sequences from
+Gymnasium environment, no maze), acting as :class:`~latentprior.envs.latent_space.LatentSpaceWrapper`
+does with ``steps_per_action=1`` (one latent per step, given as the low-level policy's target;
+the loop is written out here because ``demo`` and ``hold`` episodes start in a demonstration's
+state, which the wrapper cannot set), for latent sequences from
 several sources:
 
 * ``demo``: the VAE's latents of each held-out demonstration, frame ``t + offset`` at step ``t``
@@ -141,8 +143,9 @@ def main() -> None:
     prior = LatentPrior.load(a / "prior" / args.robot, vae=vae)
     low_level = LowLevelPolicy.load(args.low_level or a / "low-level" / args.robot, vae=vae)
     demos = a / "demos" / args.robot
-    held_out = load_dataset(demos / (args.held_out or next(f for f in ("skills_held_out.h5", "held_out.h5")
-                                                          if (demos / f).exists())))
+    held_out_path = demos / (args.held_out or next((f for f in ("skills_held_out.h5", "held_out.h5")
+                                                    if (demos / f).exists()), "held_out.h5"))
+    held_out = load_dataset(held_out_path)
     if low_level.env_id and low_level.env_id.startswith("latentprior_benchmark/"):
         from latent_space_priors import _register_bisk_proprioception  # the benchmark's Bipedal Skills robots
 
@@ -162,8 +165,8 @@ def main() -> None:
     for i in range(args.episodes):
         episode = held_out[i % len(held_out)]
         if episode.num_steps < args.steps + offset:
-            raise SystemExit(f"{held_out.source if hasattr(held_out, 'source') else args.held_out}: episode {i % len(held_out)} "
-                             f"has {episode.num_steps} steps, fewer than --steps {args.steps} + the target offset {offset}")
+            raise SystemExit(f"{held_out_path}: episode {i % len(held_out)} has {episode.num_steps} steps, fewer than "
+                             f"--steps {args.steps} + the target offset {offset}")
         latents = vae.encode(episode.observations).cpu().numpy()
         init = (episode.qpos[0], episode.qvel[0])
         r = rollout(env, low_level, latents[offset : offset + args.steps], seed=args.seed + i, init=init)

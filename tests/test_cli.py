@@ -76,3 +76,15 @@ def test_data_collect_rolls_a_set_of_experts_into_one_dataset(tmp_path, shared_d
     assert dataset[0].expert_actions is not None
     assert main(["data", "collect", "--expert", "default", "--expert", "default", "--env", "HalfCheetah-v5",
                  "--skills", "train", "--out", str(tmp_path / "x.h5")]) == 2
+
+
+def test_fit_low_level_offers_every_way_to_take_the_latent_targets():
+    from latentprior.cli import build_parser
+    from latentprior.experiments.low_level import LATENT_TARGETS
+
+    args = build_parser().parse_args(["fit", "low-level", "--data", "d.h5", "--vae", "v", "--out", "o", "--bc"])
+    assert args.latent_targets == LATENT_TARGETS[0] == "posterior"
+    for choice in LATENT_TARGETS:
+        parsed = build_parser().parse_args(["fit", "low-level", "--data", "d.h5", "--vae", "v", "--out", "o", "--bc",
+                                            "--latent-targets", choice])
+        assert parsed.latent_targets == choice

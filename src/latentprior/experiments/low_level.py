@@ -85,11 +85,12 @@ class LowLevelPolicy:
     :param env_id: Gymnasium id of its environment, if known.
     :param env_kwargs: keyword arguments of ``gymnasium.make`` for it.
     :param method: ``"sac"`` (reinforcement learning) or ``"bc"`` (behavioural cloning).
-    :param metrics: final training metrics (SAC: the run's last logged metrics; BC: the loss,
-        ``posterior_targets`` (1 when the targets were posterior samples) and
-        ``unused_latents_randomised`` (the unused dimensions given noise, ``"unused-random"``)).
+    :param metrics: final training metrics (SAC: the run's last logged metrics; BC: the loss and,
+        unless the targets were the means, ``unused_latent_dims``: the VAE's latent dimensions
+        whose mean KL to N(0, I) is under :data:`UNUSED_KL`).
     :param history: training curves (BC: ``epoch`` and ``loss`` per epoch).
     :param report: :class:`ReenactmentReport` on held-out demonstrations, as a dict, if measured.
+    :param latent_targets: BC only: where its targets came from (one of :data:`LATENT_TARGETS`).
     """
 
     policy: Policy
@@ -102,6 +103,7 @@ class LowLevelPolicy:
     metrics: dict[str, float] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
     report: dict[str, Any] | None = None
+    latent_targets: str | None = None
 
     @property
     def num_targets(self) -> int:
@@ -199,6 +201,7 @@ class LowLevelPolicy:
                 "metrics": self.metrics,
                 "history": self.history,
                 "report": self.report,
+                "latent_targets": self.latent_targets,
             },
             {"proprioception": self.proprioception_space, "latent": self.latent_space, "action": self.action_space},
         )
@@ -230,6 +233,7 @@ class LowLevelPolicy:
                 dict(config.get("metrics") or {}),
                 {k: list(v) for k, v in (config.get("history") or {}).items()},
                 config.get("report"),
+                config.get("latent_targets"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"{where}: low-level policy does not match its config ({e})") from None
@@ -461,10 +465,11 @@ def fit_low_level_bc(
         if callback is not None:
             callback(epoch, {"loss": history["loss"][-1]})
     metrics = {"loss": history["loss"][-1]} if history["loss"] else {}
-    metrics["posterior_targets"] = float(latent_targets == "posterior")
-    metrics["unused_latents_randomised"] = float(unused.sum()) / len(offsets) if latent_targets == "unused-random" else 0.0
+    if posterior is not None:
+        metrics["unused_latent_dims"] = float(unused.sum()) / len(offsets)
     low_level = LowLevelPolicy(
-        policy.eval(), config, vae.latent_dim, vae.fingerprint, env_id, env_kwargs, "bc", metrics, history
+        policy.eval(), config, vae.latent_dim, vae.fingerprint, env_id, env_kwargs, "bc", metrics, history,
+        latent_targets=latent_targets,
     )
     if held_out is not None:
         low_level.report = asdict(reenactment_report(low_level, vae, held_out))
