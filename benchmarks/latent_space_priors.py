@@ -124,6 +124,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -207,8 +208,11 @@ def _jobs(args) -> list[Job]:
     min_frames = max(VAEConfig.small().window, PriorConfig.small().context + 1,
                      low_level_config.episode_steps + low_level_config.horizon + 1)
 
+    latent = {} if args.latent_dim is None else {"latent_dim": args.latent_dim}
+
     def pretraining(robot: str, demos: dict[str, Any], kinds: set[str], part: str | None = None) -> None:
         """The ``kinds`` of pre-training jobs of one robot (demos, vae, prior, low-level), with the ones they need."""
+        key = _pretrained(robot, latent)
         if kinds & {"prior", "low-level"}:
             kinds = kinds | {"vae"}
         if "vae" in kinds:
@@ -217,19 +221,19 @@ def _jobs(args) -> list[Job]:
             add(Job(f"demos__{robot}", part or "demos", {"kind": "demos", "robot": robot, "min_frames": min_frames,
                                                          "noise": args.demo_noise, **demos}))
         if "vae" in kinds:
-            add(Job(f"vae__{robot}", part or "vae", {"kind": "vae", "robot": robot, "steps": args.vae_steps},
+            add(Job(f"vae__{key}", part or "vae", {"kind": "vae", "robot": robot, "steps": args.vae_steps, **latent},
                     (f"demos__{robot}",)))
         if "prior" in kinds:
-            add(Job(f"prior__{robot}", part or "prior", {"kind": "prior", "robot": robot, "steps": args.prior_steps},
-                    (f"vae__{robot}",)))
+            add(Job(f"prior__{key}", part or "prior", {"kind": "prior", "robot": robot, "steps": args.prior_steps, **latent},
+                    (f"vae__{key}",)))
         if "low-level" in kinds:
             method = {"method": args.low_level_method,
                       **({"epochs": args.bc_epochs,
                           "latent_targets": args.low_level_targets if robot == ANT else args.bisk_low_level_targets}
                          if args.low_level_method == "bc" else
                          {"steps": args.low_level_steps, "learning_starts": args.learning_starts, **_vector(args)})}
-            add(Job(f"low-level__{robot}", part or "low-level", {"kind": "low-level", "robot": robot, **method},
-                    (f"vae__{robot}",)))
+            add(Job(f"low-level__{key}", part or "low-level", {"kind": "low-level", "robot": robot, **method, **latent},
+                    (f"vae__{key}",)))
 
     def learners(task: str, robot: str, names: list[str], samples: int, part: str) -> None:
         for seed in args.seeds:
@@ -238,12 +242,16 @@ def _jobs(args) -> list[Job]:
                 spec = {"kind": "learner", "task": task, "robot": robot, "learner": learner, "seed": seed,
                         "samples": samples, "eval_every": args.eval_every, "eval_instances": args.eval_instances,
                         "learning_starts": args.learning_starts, "lsp": lsp,
-                        "episode_steps": QUICK_EPISODE_STEPS if args.quick else None, **_vector(args)}
+                        "episode_steps": QUICK_EPISODE_STEPS if args.quick else None, **_vector(args),
+                        **({} if learner == "scratch" else latent)}  # scratch uses no VAE: one run serves every size
                 if task in MAZES and args.maze_reward != "sparse":
                     spec["reward_type"] = args.maze_reward
+                    if args.maze_reward == "progress" and args.progress_weight != 1.0:
+                        spec["progress_weight"] = args.progress_weight
                 if args.ent_coef_init != 1.0:
                     spec["ent_coef_init"] = args.ent_coef_init
-                needs = () if learner == "scratch" else (f"prior__{robot}", f"low-level__{robot}")
+                key = _pretrained(robot, latent)
+                needs = () if learner == "scratch" else (f"prior__{key}", f"low-level__{key}")
                 add(Job(f"{task}__{learner}__seed{seed}{_variant_suffix(spec)}", part, spec, needs))
 
     # --experts-dir/Ant-v5, else the expert shipped in the package, else the folder benchmarks/npmp.py trains into.
@@ -483,8 +491,9 @@ def _vae(spec: dict, results: Path) -> dict:
     from latentprior.latent.lsp import VAEConfig, fit_vae
 
     train, held_out = _datasets(results, spec["robot"], "train", "held_out")
-    config = VAEConfig.small(steps=spec["steps"], log_interval=max(spec["steps"] // 20, 1))
-    directory = f"runs/vae/{spec['robot']}"
+    size = {"latent_dim": spec["latent_dim"]} if "latent_dim" in spec else {}
+    config = VAEConfig.small(steps=spec["steps"], log_interval=max(spec["steps"] // 20, 1), **size)
+    directory = f"runs/vae/{_pretrained(spec['robot'], spec)}"
     vae = fit_vae(train, config, held_out=held_out, checkpoint_dir=results / directory)  # an interrupted fit resumes
     fit_s = vae.history["seconds"][-1]  # over every resumed segment
     vae.save(results / directory)
@@ -516,10 +525,11 @@ def _prior(spec: dict, results: Path) -> dict:
     from latentprior.latent.lsp import PriorConfig, StateVAE, fit_prior
 
     train, held_out = _datasets(results, spec["robot"], "train", "held_out")
-    vae_dir = results / load_result(results, f"vae__{spec['robot']}")["vae"]
+    key = _pretrained(spec["robot"], spec)
+    vae_dir = results / load_result(results, f"vae__{key}")["vae"]
     vae = StateVAE.load(vae_dir)
     config = PriorConfig.small(steps=spec["steps"], log_interval=max(spec["steps"] // 20, 1))
-    directory = f"runs/prior/{spec['robot']}"
+    directory = f"runs/prior/{key}"
     prior = fit_prior(vae, train, config, held_out=held_out, checkpoint_dir=results / directory)  # an interrupted fit resumes
     fit_s = prior.history["seconds"][-1]  # over every resumed segment
     prior.vae_path = str(vae_dir)
@@ -539,10 +549,10 @@ def _low_level(spec: dict, results: Path) -> dict:
     from latentprior.experiments.low_level import fit_low_level, fit_low_level_bc
     from latentprior.latent.lsp import StateVAE
 
-    robot = spec["robot"]
-    vae = StateVAE.load(results / load_result(results, f"vae__{robot}")["vae"])
+    robot, key = spec["robot"], _pretrained(spec["robot"], spec)
+    vae = StateVAE.load(results / load_result(results, f"vae__{key}")["vae"])
     train, held_out = _datasets(results, robot, "train", "held_out")
-    directory = f"runs/low-level/{robot}"
+    directory = f"runs/low-level/{key}"
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
     if spec["method"] == "bc":
@@ -552,7 +562,7 @@ def _low_level(spec: dict, results: Path) -> dict:
     else:
         config = _sac_config(spec["steps"], spec["learning_starts"], eval_every=max(spec["steps"] // 20, 1),
                              num_envs=spec.get("num_envs", 1))
-        run_dir = _runs(results, "low-level", f"{robot}_run")
+        run_dir = _runs(results, "low-level", f"{key}_run")
         low_level = fit_low_level(vae, train, LowLevelConfig(), config, run_dir, held_out=held_out, progress=False)
         _keep_newest_checkpoint(run_dir)
         curve = read_curve(run_dir / "metrics.csv")
@@ -565,8 +575,14 @@ def _low_level(spec: dict, results: Path) -> dict:
             "config": dataclasses.asdict(low_level.config), **out}
 
 
+def _pretrained(robot: str, spec: dict) -> str:
+    """The name of a robot's VAE, prior and low-level policy in job names and folders: the robot, then
+    ``"__z<d>"`` when the spec sets the VAE's latent size (``--latent-dim``)."""
+    return robot if spec.get("latent_dim") is None else f"{robot}__z{spec['latent_dim']}"
+
+
 def _artifacts(results: Path, robot: str) -> tuple:
-    """The robot's fitted VAE, prior and low-level policy, checked against each other."""
+    """The fitted VAE, prior and low-level policy named ``robot`` (:func:`_pretrained`), checked against each other."""
     from latentprior.experiments.low_level import LowLevelPolicy
     from latentprior.latent.lsp import LatentPrior, StateVAE
 
@@ -592,16 +608,20 @@ def _samples(spec: dict, results: Path) -> dict:
 
 # =================================================================================== learners
 def _reward_suffix(spec: dict) -> str:
-    """``""`` for the task's own (sparse) reward, else ``"__<reward_type>"``."""
+    """``""`` for the task's own (sparse) reward, else ``"__<reward_type>"``, then the progress weight when it
+    is not 1 (``"__progress20"``)."""
     reward = spec.get("reward_type", "sparse")
-    return "" if reward == "sparse" else f"__{reward}"
+    weight = spec.get("progress_weight")
+    return "" if reward == "sparse" else f"__{reward}" + ("" if weight is None else f"{weight:g}")
 
 
 def _variant_suffix(spec: dict) -> str:
     """What job names, run folders and report sections of a learner end in: the reward's suffix, then
-    ``"__alpha<x>"`` for SAC's initial entropy coefficient when it is not SB3's 1."""
-    alpha = spec.get("ent_coef_init")
-    return _reward_suffix(spec) + ("" if alpha is None else f"__alpha{alpha:g}")
+    ``"__alpha<x>"`` for SAC's initial entropy coefficient when it is not SB3's 1, then ``"__z<d>"`` for a VAE
+    latent size set by ``--latent-dim``."""
+    alpha, size = spec.get("ent_coef_init"), spec.get("latent_dim")
+    return (_reward_suffix(spec) + ("" if alpha is None else f"__alpha{alpha:g}")
+            + ("" if size is None else f"__z{size}"))
 
 
 def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
@@ -615,6 +635,8 @@ def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
         size = MAZES[spec["task"]]
         if spec.get("reward_type", "sparse") != "sparse":
             kwargs["reward_type"] = spec["reward_type"]
+        if spec.get("progress_weight") is not None:
+            kwargs["progress_weight"] = spec["progress_weight"]
         return functools.partial(make_antmaze, size, **kwargs), ANT_PROPRIOCEPTION, antmaze_id(size)
     from latentprior.envs.bipedal_skills import PROPRIOCEPTION, bipedal_skills_id, make_bipedal_skills
 
@@ -648,7 +670,7 @@ def _learner(spec: dict, results: Path) -> dict:
         result = sac.train(functools.partial(make_vec_env, make_task), config, run_dir, progress=False, metadata=facts)
         metrics, steps_done = result.metrics, result.steps
     else:
-        vae, prior, low_level = _artifacts(results, spec["robot"])
+        vae, prior, low_level = _artifacts(results, _pretrained(spec["robot"], spec))
         make_task.__name__ = task_id  # the name run_lsp_experiment records
         summary = run_lsp_experiment(make_task, vae, prior, low_level, learner, lsp, config, run_dir,
                                      proprioception=proprioception, progress=False, metadata=facts)
@@ -678,11 +700,13 @@ def _verdict(ok: bool | None) -> str:
     return "not run" if ok is None else ("met" if ok else "missed")
 
 
-def _report_pretraining(runs: dict[str, dict], robot: str) -> list[str]:
+def _report_pretraining(runs: dict[str, dict], robot: str, key: str | None = None) -> list[str]:
+    """The pre-training section of ``robot``'s models named ``key`` (:func:`_pretrained`; default: the robot's own)."""
+    key = key or robot
     demos = runs.get(f"demos__{robot}")
     if demos is None:
-        return [f"### {robot}", "", "Not run."]
-    lines = [f"### {robot}", "",
+        return [f"### {key}", "", "Not run."]
+    lines = [f"### {key}", "",
              f"Demonstrations: {demos['source']}; {demos['episodes']['train']} training episodes "
              f"({demos['frames']['train']:,} frames; {demos['dropped_short']} dropped as too short), "
              f"{demos['episodes']['held_out']} held-out episodes ({demos['frames']['held_out']:,} frames), "
@@ -690,11 +714,12 @@ def _report_pretraining(runs: dict[str, dict], robot: str) -> list[str]:
     for name, q in demos.get("skills", {}).items():
         lines.append(f"Skill episodes ({name} set): {q['episodes']}, tracking reward {q['tracking_reward_per_step']:.2f} "
                      "per step (1 = exact).")
-    vae, prior, low = (runs.get(f"{kind}__{robot}") for kind in ("vae", "prior", "low-level"))
+    vae, prior, low = (runs.get(f"{kind}__{key}") for kind in ("vae", "prior", "low-level"))
     rows = []
     if vae:
         errors = ", ".join(f"{k} {v:.3f}" for k, v in (vae["held_out_error"] or {}).items())
-        rows.append(["state VAE", f"{vae['spec']['steps']:,} steps, `VAEConfig.small()`",
+        size = vae["spec"].get("latent_dim")
+        rows.append(["state VAE", f"{vae['spec']['steps']:,} steps, `VAEConfig.small({'' if size is None else f'latent_dim={size}'})`",
                      f"held-out reconstruction MSE (normalised units): {errors}", f"{vae['fit_s'] / 60:,.1f}"])
     if prior:
         gap = prior["iid_gaussian_nll"] - prior["held_out_nll"]
@@ -756,11 +781,15 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
                          "", ""])
     spec = group[0]["spec"]
     reward = spec.get("reward_type", "sparse")
+    if spec.get("progress_weight") is not None:
+        reward = f"{reward} x {spec['progress_weight']:g}"
     alpha = spec.get("ent_coef_init")
-    alpha_note = "" if alpha is None else f", SAC's initial entropy coefficient {alpha:g}"
-    title = (task.split("__")[0] + (f" ({reward} reward{alpha_note})" if reward != "sparse" else
-                                    f" ({alpha_note[2:]})" if alpha_note else "")) if success else \
-        f"bisk {task.split('__')[0]} ({_bisk_robot(spec['robot'])}{alpha_note})"
+    setting_note = "" if alpha is None else f", SAC's initial entropy coefficient {alpha:g}"
+    if spec.get("latent_dim") is not None:
+        setting_note += f", VAE latent size {spec['latent_dim']}"
+    title = (task.split("__")[0] + (f" ({reward} reward{setting_note})" if reward != "sparse" else
+                                    f" ({setting_note[2:]})" if setting_note else "")) if success else \
+        f"bisk {task.split('__')[0]} ({_bisk_robot(spec['robot'])}{setting_note})"
     ylabel = f"success rate over {spec['eval_instances']} instances" if success else f"return over {spec['eval_instances']} instances"
     plot_curves(data["curves"], results / f"{task}.png", title=title, xlabel="environment samples", ylabel=ylabel,
                 reference={f"goal {GOALS['success']:.0%}": GOALS["success"]} if success else None)
@@ -771,7 +800,9 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
              f"{spec['eval_instances']} task instances per evaluation (reset seeds `eval_seed(seed) + i`, the same at every "
              f"evaluation of a run), deterministic policy, every {spec['eval_every']:,} samples; "
              + (("an instance counts as a success when the ant reaches the goal (sparse reward, episode ends there)."
-                 if reward == "sparse" else f"trained on the {reward} reward (`AntMaze(reward_type='{reward}')`); an "
+                 if reward == "sparse" else f"trained on the {reward} reward (`AntMaze(reward_type='{spec.get('reward_type')}'"
+                 + (f", progress_weight={spec['progress_weight']:g}" if spec.get("progress_weight") is not None else "")
+                 + "`); an "
                  "instance counts as a success when the ant reaches the goal (the sparse score in `info['task_reward']`, "
                  "episode ends there).") if success else "returns are the task's sparse reward.") + " Curves: mean over seeds, band ± std.", "",
              markdown_table(header, rows), "", f"![{task}]({task}.png)", ""]
@@ -866,7 +897,10 @@ def report(results: Path) -> str:
     robots = [ANT, *sorted({r["spec"]["robot"] for r in all_runs if r["spec"]["robot"] != ANT})]
     lines += ["", "## Pre-training: demonstrations, VAE, prior, low-level policy", ""]
     for robot in robots:
-        lines += [*_report_pretraining(runs, robot), ""]
+        keys = sorted({_pretrained(robot, r["spec"]) for r in all_runs
+                       if r["spec"]["kind"] == "vae" and r["spec"]["robot"] == robot}) or [robot]
+        for key in keys:
+            lines += [*_report_pretraining(runs, robot, key), ""]
     lines += _report_reach(results)
     goals: list[str] = []
     learners = [r for r in all_runs if r["spec"]["kind"] == "learner"]
@@ -874,6 +908,11 @@ def report(results: Path) -> str:
     def task_section(task: str, success: bool, not_run: str, variant: str = "") -> dict[str, Any] | None:
         """Append ``task``'s section to ``lines``; its data for the goal check (``None`` when not run)."""
         group = [r for r in learners if r["spec"]["task"] == task and _variant_suffix(r["spec"]) == variant]
+        # scratch uses no VAE: a section of a VAE latent size (__z<d>) shows the scratch runs of its other settings
+        unsized = re.sub(r"__z\d+$", "", variant)
+        if unsized != variant and not any(r["spec"]["learner"] == "scratch" for r in group):
+            group += [r for r in learners if r["spec"]["task"] == task and r["spec"]["learner"] == "scratch"
+                      and _variant_suffix(r["spec"]) == unsized]
         if not group:
             lines.extend(["", not_run])
             return None
@@ -937,6 +976,10 @@ def main(argv=None) -> None:
     add("--maze-reward", choices=["sparse", "progress"], default="sparse",
         help="antmaze parts: the training reward; 'progress' adds the decrease of the geodesic distance to the goal "
              "(AntMaze's reward_type='progress'; jobs and run folders end in __progress; curves stay success rates)")
+    add("--progress-weight", type=float, default=1.0,
+        help="antmaze parts with --maze-reward progress: reward per metre of geodesic progress (AntMaze's "
+             "progress_weight; jobs of another value end in __progress<w>). 20 = 1/dt makes the step's reward the "
+             "speed towards the goal in m/s; at 1 a good step earns ~0.003, below the critic's noise")
     add("--large-samples", type=int, default=1_000_000, help="antmaze-large: environment samples per run")
     add("--eval-every", type=int, default=50_000, help="environment samples between evaluations")
     add("--eval-instances", type=int, default=50, help="task instances per evaluation (one reset seed each)")
@@ -944,6 +987,10 @@ def main(argv=None) -> None:
         help="SAC's initial entropy coefficient of every high-level run (SB3's 1; jobs and run folders of another "
              "value end in __alpha<x>). With 32-d latent actions, 1 fills the critic with an entropy bonus of ~20 "
              "per step that takes hundreds of thousands of samples to drain (docs/BENCHMARKS.md)")
+    add("--latent-dim", type=int, default=None,
+        help="the VAE's latent size for every pre-training and learner of this invocation (default: VAEConfig's 32, "
+             "the authors'); jobs and folders of the VAE, prior, low level and learners end in __z<d>. The Ant VAE "
+             "uses 8 of 32 dimensions (docs/BENCHMARKS.md): the other 24 are noise in the high level's action")
     add("--learning-starts", type=int, default=10_000, help="SAC's random warm-up steps (the RL zoo's MuJoCo value)")
     add("--num-envs", type=int, default=1,
         help="environments per SAC run (low level and high level). SAC makes one gradient update per vector step, so "
