@@ -49,11 +49,12 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   baselines visibly behind (our threshold: by >= 20 points at the end). The paper
                   pre-trained on D4RL's AntMaze data (another ant model, see ``envs/antmaze.py``) and
                   trained with a dense reward of unstated form; here the pre-training data is
-                  open-ground locomotion and the reward the sparse success (a dense reward that ends
-                  at the goal pays more for hovering near it than for reaching it). --maze-reward
-                  progress trains on the sparse success plus the decrease of the geodesic distance
-                  to the goal instead (``AntMaze(reward_type="progress")``; the curves stay success
-                  rates; its jobs end in ``__progress``).
+                  open-ground locomotion, and the learners train on the sparse success plus 20 x the
+                  step's decrease of the geodesic distance to the goal (``AntMaze(reward_type=
+                  "progress", progress_weight=20)``: the speed towards the goal in m/s; the defaults
+                  of --maze-reward and --progress-weight, jobs end in ``__progress20``). The curves
+                  stay success rates. --maze-reward sparse trains on the success alone: no learner
+                  learnt from it (docs/BENCHMARKS.md).
   antmaze-large   The same learners on AntMaze large with the same (medium-maze) VAE, prior and
                   low-level policy: transfer (--large-samples).
   bisk            Bipedal Skills (``latentprior.envs.bipedal_skills``, robot --bisk-robot): its own
@@ -81,7 +82,8 @@ latentprior train --env latentprior/BiskVelocityControlHalfCheetah-v0 --env-kwar
 Sizes and budgets. The VAE and prior use the CPU presets (``small()``, documented in
 ``latent/lsp.py``); the low-level policy and every high-level learner use the project's SAC at SB3's
 settings (256x256, batch 256, one update per step) with learning starts 10k (the RL zoo's MuJoCo
-value). ``plan`` samples the authors' 1024 candidates but --plan-horizon 4 latents instead of 64:
+value) and an initial entropy coefficient of 0.01 (--ent-coef-init; SB3's 1 swamps the critic of a
+32-d latent action space, docs/BENCHMARKS.md; jobs end in ``__alpha0.01``). ``plan`` samples the authors' 1024 candidates but --plan-horizon 4 latents instead of 64:
 scored by the critics, only a candidate's first latent enters the score and the first 4
 (``plan_replan_interval``) are executed, so longer candidates change nothing but the cost.
 
@@ -248,6 +250,8 @@ def _jobs(args) -> list[Job]:
                     spec["reward_type"] = args.maze_reward
                     if args.maze_reward == "progress" and args.progress_weight != 1.0:
                         spec["progress_weight"] = args.progress_weight
+                if args.n_critics != 2:
+                    spec["n_critics"] = args.n_critics
                 if args.ent_coef_init != 1.0:
                     spec["ent_coef_init"] = args.ent_coef_init
                 key = _pretrained(robot, latent)
@@ -618,10 +622,10 @@ def _reward_suffix(spec: dict) -> str:
 def _variant_suffix(spec: dict) -> str:
     """What job names, run folders and report sections of a learner end in: the reward's suffix, then
     ``"__alpha<x>"`` for SAC's initial entropy coefficient when it is not SB3's 1, then ``"__z<d>"`` for a VAE
-    latent size set by ``--latent-dim``."""
-    alpha, size = spec.get("ent_coef_init"), spec.get("latent_dim")
+    latent size set by ``--latent-dim``, then ``"__critics<n>"`` for SAC critics other than SB3's 2."""
+    alpha, size, critics = spec.get("ent_coef_init"), spec.get("latent_dim"), spec.get("n_critics")
     return (_reward_suffix(spec) + ("" if alpha is None else f"__alpha{alpha:g}")
-            + ("" if size is None else f"__z{size}"))
+            + ("" if size is None else f"__z{size}") + ("" if critics is None else f"__critics{critics}"))
 
 
 def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
@@ -660,7 +664,7 @@ def _learner(spec: dict, results: Path) -> dict:
     steps = max(samples // per_step, 1)
     config = _sac_config(steps, spec["learning_starts"], seed=spec["seed"], eval_every=max(spec["eval_every"] // per_step, 1),
                          eval_episodes=spec["eval_instances"], eval_envs=spec["eval_instances"], num_envs=spec.get("num_envs", 1),
-                         ent_coef_init=spec.get("ent_coef_init", 1.0))
+                         ent_coef_init=spec.get("ent_coef_init", 1.0), n_critics=spec.get("n_critics", 2))
     make_task, proprioception, task_id = _task_maker(spec)
     shaped = bool(_reward_suffix(spec))
     run_dir = _runs(results, spec["task"]) / f"{learner}__seed{spec['seed']}{_variant_suffix(spec)}"
@@ -787,6 +791,8 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
     setting_note = "" if alpha is None else f", SAC's initial entropy coefficient {alpha:g}"
     if spec.get("latent_dim") is not None:
         setting_note += f", VAE latent size {spec['latent_dim']}"
+    if spec.get("n_critics") is not None:
+        setting_note += f", {spec['n_critics']} critics"
     title = (task.split("__")[0] + (f" ({reward} reward{setting_note})" if reward != "sparse" else
                                     f" ({setting_note[2:]})" if setting_note else "")) if success else \
         f"bisk {task.split('__')[0]} ({_bisk_robot(spec['robot'])}{setting_note})"
@@ -802,7 +808,7 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
              + (("an instance counts as a success when the ant reaches the goal (sparse reward, episode ends there)."
                  if reward == "sparse" else f"trained on the {reward} reward (`AntMaze(reward_type='{spec.get('reward_type')}'"
                  + (f", progress_weight={spec['progress_weight']:g}" if spec.get("progress_weight") is not None else "")
-                 + "`); an "
+                 + ")`); an "
                  "instance counts as a success when the ant reaches the goal (the sparse score in `info['task_reward']`, "
                  "episode ends there).") if success else "returns are the task's sparse reward.") + " Curves: mean over seeds, band ± std.", "",
              markdown_table(header, rows), "", f"![{task}]({task}.png)", ""]
@@ -909,7 +915,7 @@ def report(results: Path) -> str:
         """Append ``task``'s section to ``lines``; its data for the goal check (``None`` when not run)."""
         group = [r for r in learners if r["spec"]["task"] == task and _variant_suffix(r["spec"]) == variant]
         # scratch uses no VAE: a section of a VAE latent size (__z<d>) shows the scratch runs of its other settings
-        unsized = re.sub(r"__z\d+$", "", variant)
+        unsized = re.sub(r"__z\d+", "", variant)
         if unsized != variant and not any(r["spec"]["learner"] == "scratch" for r in group):
             group += [r for r in learners if r["spec"]["task"] == task and r["spec"]["learner"] == "scratch"
                       and _variant_suffix(r["spec"]) == unsized]
@@ -973,20 +979,25 @@ def main(argv=None) -> None:
     # high level
     add("--maze-learners", default=",".join(LEARNERS), help=f"antmaze parts: subset of {','.join(LEARNERS)}")
     add("--maze-samples", type=int, default=1_000_000, help="antmaze-medium: environment samples per run")
-    add("--maze-reward", choices=["sparse", "progress"], default="sparse",
+    add("--maze-reward", choices=["sparse", "progress"], default="progress",
         help="antmaze parts: the training reward; 'progress' adds the decrease of the geodesic distance to the goal "
-             "(AntMaze's reward_type='progress'; jobs and run folders end in __progress; curves stay success rates)")
-    add("--progress-weight", type=float, default=1.0,
+             "(AntMaze's reward_type='progress'; jobs and run folders end in __progress; curves stay success rates); "
+             "'sparse' is the success alone")
+    add("--progress-weight", type=float, default=20.0,
         help="antmaze parts with --maze-reward progress: reward per metre of geodesic progress (AntMaze's "
              "progress_weight; jobs of another value end in __progress<w>). 20 = 1/dt makes the step's reward the "
              "speed towards the goal in m/s; at 1 a good step earns ~0.003, below the critic's noise")
     add("--large-samples", type=int, default=1_000_000, help="antmaze-large: environment samples per run")
     add("--eval-every", type=int, default=50_000, help="environment samples between evaluations")
     add("--eval-instances", type=int, default=50, help="task instances per evaluation (one reset seed each)")
-    add("--ent-coef-init", type=float, default=1.0,
-        help="SAC's initial entropy coefficient of every high-level run (SB3's 1; jobs and run folders of another "
-             "value end in __alpha<x>). With 32-d latent actions, 1 fills the critic with an entropy bonus of ~20 "
+    add("--ent-coef-init", type=float, default=0.01,
+        help="SAC's initial entropy coefficient of every high-level run (SB3's is 1; jobs and run folders of a value "
+             "other than 1 end in __alpha<x>). With 32-d latent actions, 1 fills the critic with an entropy bonus of ~20 "
              "per step that takes hundreds of thousands of samples to drain (docs/BENCHMARKS.md)")
+    add("--n-critics", type=int, default=2,
+        help="critics of every high-level SAC run, the target taking their minimum (SB3's 2; jobs of another "
+             "number end in __critics<n>). More critics are more pessimistic: the 32-d latent action space's "
+             "critics overestimate (docs/BENCHMARKS.md)")
     add("--latent-dim", type=int, default=None,
         help="the VAE's latent size for every pre-training and learner of this invocation (default: VAEConfig's 32, "
              "the authors'); jobs and folders of the VAE, prior, low level and learners end in __z<d>. The Ant VAE "
