@@ -619,13 +619,18 @@ def _reward_suffix(spec: dict) -> str:
     return "" if reward == "sparse" else f"__{reward}" + ("" if weight is None else f"{weight:g}")
 
 
+#: Learner settings a spec records only when they differ from the default (SB3's 1 and 2 critics, the
+#: VAE's 32): spec key, what job names end in, what report titles say.
+VARIANTS = (("ent_coef_init", "__alpha{:g}", "SAC's initial entropy coefficient {:g}"),
+            ("latent_dim", "__z{}", "VAE latent size {}"),
+            ("n_critics", "__critics{}", "{} critics"))
+
+
 def _variant_suffix(spec: dict) -> str:
-    """What job names, run folders and report sections of a learner end in: the reward's suffix, then
-    ``"__alpha<x>"`` for SAC's initial entropy coefficient when it is not SB3's 1, then ``"__z<d>"`` for a VAE
-    latent size set by ``--latent-dim``, then ``"__critics<n>"`` for SAC critics other than SB3's 2."""
-    alpha, size, critics = spec.get("ent_coef_init"), spec.get("latent_dim"), spec.get("n_critics")
-    return (_reward_suffix(spec) + ("" if alpha is None else f"__alpha{alpha:g}")
-            + ("" if size is None else f"__z{size}") + ("" if critics is None else f"__critics{critics}"))
+    """What job names, run folders and report sections of a learner end in: the reward's suffix, then one
+    part per :data:`VARIANTS` setting the spec records (``"__alpha0.01"``, ``"__z8"``, ``"__critics5"``)."""
+    return _reward_suffix(spec) + "".join(suffix.format(spec[key]) for key, suffix, _ in VARIANTS
+                                          if spec.get(key) is not None)
 
 
 def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
@@ -787,12 +792,7 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
     reward = spec.get("reward_type", "sparse")
     if spec.get("progress_weight") is not None:
         reward = f"{reward} x {spec['progress_weight']:g}"
-    alpha = spec.get("ent_coef_init")
-    setting_note = "" if alpha is None else f", SAC's initial entropy coefficient {alpha:g}"
-    if spec.get("latent_dim") is not None:
-        setting_note += f", VAE latent size {spec['latent_dim']}"
-    if spec.get("n_critics") is not None:
-        setting_note += f", {spec['n_critics']} critics"
+    setting_note = "".join(", " + label.format(spec[key]) for key, _, label in VARIANTS if spec.get(key) is not None)
     title = (task.split("__")[0] + (f" ({reward} reward{setting_note})" if reward != "sparse" else
                                     f" ({setting_note[2:]})" if setting_note else "")) if success else \
         f"bisk {task.split('__')[0]} ({_bisk_robot(spec['robot'])}{setting_note})"
