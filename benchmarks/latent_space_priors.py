@@ -252,6 +252,8 @@ def _jobs(args) -> list[Job]:
                         spec["progress_weight"] = args.progress_weight
                 if args.n_critics != 2:
                     spec["n_critics"] = args.n_critics
+                if args.latent_subspace != "all" and learner != "scratch":
+                    spec["subspace"] = args.latent_subspace
                 if args.ent_coef_init != 1.0:
                     spec["ent_coef_init"] = args.ent_coef_init
                 key = _pretrained(robot, latent)
@@ -623,7 +625,8 @@ def _reward_suffix(spec: dict) -> str:
 #: VAE's 32): spec key, what job names end in, what report titles say.
 VARIANTS = (("ent_coef_init", "__alpha{:g}", "SAC's initial entropy coefficient {:g}"),
             ("latent_dim", "__z{}", "VAE latent size {}"),
-            ("n_critics", "__critics{}", "{} critics"))
+            ("n_critics", "__critics{}", "{} critics"),
+            ("subspace", "__{}", "the high level acts in the VAE's {} latent dimensions only"))
 
 
 def _variant_suffix(spec: dict) -> str:
@@ -680,11 +683,17 @@ def _learner(spec: dict, results: Path) -> dict:
         metrics, steps_done = result.metrics, result.steps
     else:
         vae, prior, low_level = _artifacts(results, _pretrained(spec["robot"], spec))
+        subspace = None
+        if spec.get("subspace") == "used":
+            from latentprior.latent.lsp import LatentSubspace
+
+            subspace = LatentSubspace.used(vae, *_datasets(results, spec["robot"], "train"))
         make_task.__name__ = task_id  # the name run_lsp_experiment records
         summary = run_lsp_experiment(make_task, vae, prior, low_level, learner, lsp, config, run_dir,
-                                     proprioception=proprioception, progress=False, metadata=facts)
+                                     proprioception=proprioception, subspace=subspace, progress=False, metadata=facts)
         metrics, steps_done = summary["metrics"], summary["steps"]
-        out = {"explore_fraction": summary.get("explore_fraction"), "planner": summary.get("planner")}
+        out = {"explore_fraction": summary.get("explore_fraction"), "planner": summary.get("planner"),
+               "subspace_dims": None if subspace is None else list(subspace.dims)}
     _keep_newest_checkpoint(run_dir)
     # With a shaped reward the task reports its score (success) as info["task_reward"]: curves and
     # finals are that score, as with the sparse reward; the shaped return is kept beside it.
@@ -914,8 +923,9 @@ def report(results: Path) -> str:
     def task_section(task: str, success: bool, not_run: str, variant: str = "") -> dict[str, Any] | None:
         """Append ``task``'s section to ``lines``; its data for the goal check (``None`` when not run)."""
         group = [r for r in learners if r["spec"]["task"] == task and _variant_suffix(r["spec"]) == variant]
-        # scratch uses no VAE: a section of a VAE latent size (__z<d>) shows the scratch runs of its other settings
-        unsized = re.sub(r"__z\d+", "", variant)
+        # scratch uses no VAE: a section of a VAE latent size (__z<d>) or subspace (__used) shows the scratch
+        # runs of its other settings
+        unsized = re.sub(r"__z\d+|__used", "", variant)
         if unsized != variant and not any(r["spec"]["learner"] == "scratch" for r in group):
             group += [r for r in learners if r["spec"]["task"] == task and r["spec"]["learner"] == "scratch"
                       and _variant_suffix(r["spec"]) == unsized]
@@ -994,6 +1004,9 @@ def main(argv=None) -> None:
         help="SAC's initial entropy coefficient of every high-level run (SB3's is 1; jobs and run folders of a value "
              "other than 1 end in __alpha<x>). With 32-d latent actions, 1 fills the critic with an entropy bonus of ~20 "
              "per step that takes hundreds of thousands of samples to drain (docs/BENCHMARKS.md)")
+    add("--latent-subspace", choices=["all", "used"], default="all",
+        help="latent dimensions the high level acts in: all (the paper's) or only those the VAE uses on the "
+             "training demonstrations (mean KL >= 0.01 nats per frame; the others held at their mean; jobs end in __used)")
     add("--n-critics", type=int, default=2,
         help="critics of every high-level SAC run, the target taking their minimum (SB3's 2; jobs of another "
              "number end in __critics<n>). More critics are more pessimistic: the 32-d latent action space's "

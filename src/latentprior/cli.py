@@ -187,8 +187,16 @@ def _lsp(args: argparse.Namespace) -> None:
     env_id = args.env or low_level.env_id
     if env_id is None:
         raise SystemExit(f"latentprior lsp: {args.low_level} records no environment; pass --env ID")
+    subspace = None
+    if args.used_dims is not None:
+        from latentprior.data import load_dataset
+        from latentprior.latent.lsp import LatentSubspace
+
+        subspace = LatentSubspace.used(vae, load_dataset(args.used_dims))
+        print(f"acting in the {subspace.dim} of {subspace.latent_dim} latent dimensions the VAE uses on {args.used_dims}: "
+              f"{list(subspace.dims)}")
     result = run_lsp_experiment(env_id, vae, prior, low_level, args.integration, config, sac_config, args.out,
-                                env_kwargs=low_level.env_kwargs if args.env is None else None,
+                                env_kwargs=low_level.env_kwargs if args.env is None else None, subspace=subspace,
                                 progress=not args.quiet, metadata={"command": _command_line()})
     metrics = result["metrics"]
     evaluated = (f"evaluation return {metrics['eval/return_mean']:.1f}" if "eval/return_mean" in metrics else "no evaluation")
@@ -506,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="an LSPIntegrationConfig or SACConfig field, e.g. explore_probability=0.2 or batch_size=128")
+    p.add_argument("--used-dims", type=Path, default=None, metavar="DATA",
+                   help="act only in the latent dimensions the VAE uses on this dataset's frames (mean KL to N(0, I) of at "
+                        "least 0.01 nats per frame), the others held at their mean (default: all, as the paper)")
     p.add_argument("--list-integrations", action="store_true", help="print the integration names and exit")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_lsp)

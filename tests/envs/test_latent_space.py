@@ -9,7 +9,7 @@ from latentprior.envs.make import make_vec_env
 from latentprior.envs.reenactment import LowLevelConfig
 from latentprior.experiments.low_level import LowLevelPolicy
 from latentprior.io import ArtifactError
-from latentprior.latent.lsp import LSPError
+from latentprior.latent.lsp import LatentSubspace, LSPError
 from latentprior.rl import Policy, SACConfig, sac
 from latentprior.rl.networks import SquashedGaussianActor
 
@@ -70,6 +70,27 @@ def test_the_action_space_is_the_latent_box_and_each_latent_runs_the_low_level_p
     np.testing.assert_allclose(again.env.last_action, expected_first, atol=1e-6)
     env.close()
     again.close()
+
+
+def test_a_subspace_acts_in_some_latent_dimensions_and_holds_the_others(low_level):
+    subspace = LatentSubspace((1, 3), (0.1, 0.2, -0.3, 0.4))
+    env = LatentSpaceWrapper(gym.make(ENV_ID), low_level, observe_latents=2, subspace=subspace)
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (2,), np.float32) and env.latent_dim == 2
+    assert env.observation_space.shape == (17 + 2 * 3,)
+    obs, _ = env.reset(seed=0)
+    expected = low_level.act(obs[:17], np.array([0.1, 0.5, -0.3, -1.0], np.float32))
+    again = LatentSpaceWrapper(CountSteps(gym.make(ENV_ID)), low_level, subspace=subspace)
+    again.reset(seed=0)
+    _, _, _, _, info = again.step(np.array([0.5, -2.0], np.float32))
+    np.testing.assert_allclose(again.env.last_action, expected, atol=1e-6)  # the low level saw the padded latent
+    np.testing.assert_array_equal(info["latent"], np.array([0.1, 0.5, -0.3, -1.0], np.float32))
+    obs = env.step(np.array([0.5, -2.0], np.float32))[0]
+    np.testing.assert_array_equal(env.latent_history, [[0.5, -1.0]])  # the subspace's coordinates
+    history, lengths = observed_latent_history(torch.as_tensor(obs[None]), 2, 2)
+    np.testing.assert_array_equal(history[0, :1], [[0.5, -1.0]])
+    with pytest.raises(LSPError, match="does not fit a low-level policy of 4-d"):
+        LatentSpaceWrapper(gym.make(ENV_ID), low_level, subspace=LatentSubspace((0,), (0.0, 0.0)))
+    env.close(), again.close()
 
 
 def test_a_latent_stops_when_the_episode_ends(low_level):

@@ -18,7 +18,7 @@ from latentprior.experiments.lsp import (
     sample_motions,
 )
 from latentprior.io import ArtifactError, LatentPriorError
-from latentprior.latent.lsp import LSPError, PriorConfig, VAEConfig, fit_prior, fit_vae
+from latentprior.latent.lsp import LatentSubspace, LSPError, PriorConfig, VAEConfig, fit_prior, fit_vae
 from latentprior.rl import SACConfig
 from latentprior.rl.prior_integrations import INTEGRATIONS, LSPIntegrationConfig
 
@@ -165,6 +165,21 @@ def test_plan_scores_decoded_candidates_with_a_task_objective(artifacts, tmp_pat
         lsp_run(artifacts, "explore", tmp_path / "other", objective=forward_speed)
 
 
+@pytest.mark.parametrize("integration", ["explore", "regularize", "options", "plan"])
+def test_each_integration_acts_in_a_latent_subspace(artifacts, integration, tmp_path):
+    subspace = LatentSubspace((0, 2), LatentSubspace.used(artifacts["vae"], artifacts["dataset"]).fill)
+    objective = (lambda obs, states: states[..., 8].mean(-1)) if integration == "plan" else None
+    result = lsp_run(artifacts, integration, tmp_path / "run", subspace=subspace, objective=objective)
+    assert result["subspace"]["dims"] == [0, 2] and np.isfinite(result["metrics"]["eval/return_mean"])
+    assert result["metrics"]["train/n_updates"] == 160
+    assert result["run_dir"] == str(tmp_path / "run")
+    if integration == "regularize":
+        assert np.isfinite(result["metrics"]["train/prior_kl"])
+    # The run's high level acts in 2 dimensions; continuing it in all 4 is refused before anything runs.
+    with pytest.raises(LSPError, match=r"acted in latent dimensions \[0, 2\], this call in all latent dimensions"):
+        lsp_run(artifacts, integration, tmp_path / "run", objective=objective)
+
+
 def test_unknown_integrations_and_mismatched_artifacts_are_clear_errors(artifacts, tmp_path):
     with pytest.raises(LatentPriorError, match="unknown prior integration 'explor'; valid names: none, explore, regularize, options, plan"):
         lsp_run(artifacts, "explor", tmp_path / "run")
@@ -187,6 +202,12 @@ def test_command_line_lsp(artifacts, tmp_path, capsys):
     assert "regularize on HalfCheetah-v5: no evaluation after 120 steps" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["config"]["regularize_weight"] == 0.1 and saved["metrics"]["train/prior_weight"] > 0.09
+    save_dataset(artifacts["dataset"], tmp_path / "demos.h5")
+    assert main([*argv[:6], str(tmp_path / "used"), *argv[7:], "--used-dims", str(tmp_path / "demos.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "latent dimensions the VAE uses on" in out
+    used = json.loads((tmp_path / "used" / "result.json").read_text())["subspace"]
+    assert f"acting in the {len(used['dims'])} of 4" in out
     assert main([*argv, "--integration", "nope"]) == 2
     assert "valid names: none, explore, regularize, options, plan" in capsys.readouterr().err
     assert main([*argv, "--set", "nonsense=1"]) == 2

@@ -8,15 +8,19 @@ import torch
 from latentprior.data import Dataset, DatasetError, DatasetMetadata, Episode
 from latentprior.io import ArtifactError
 from latentprior.latent.lsp import (
+    UNUSED_KL,
     LatentPrior,
+    LatentSubspace,
     LSPError,
     PriorConfig,
     StateVAE,
+    SubspacePrior,
     TanhGaussianMixture,
     VAEConfig,
     default_state_groups,
     fit_prior,
     fit_vae,
+    latent_kl,
 )
 
 # Synthetic "gaits": three periodic motions of 5 joint positions and their 5 velocities, each at
@@ -349,3 +353,62 @@ def test_interrupted_vae_and_prior_fits_resume_to_the_same_weights(data, tmp_pat
     assert resumed_prior.history["nll"] == whole_prior.history["nll"]
     with pytest.raises(ArtifactError, match="another fit.*context"):
         fit_prior(whole, train, dataclasses.replace(prior_config, context=8), checkpoint_dir=tmp_path / "prior")
+
+
+# -- the latent dimensions the VAE uses -----------------------------------------------------------
+
+
+def test_a_mixtures_marginal_integrates_out_the_other_dimensions():
+    gen = torch.Generator().manual_seed(2)
+    mixture = TanhGaussianMixture(torch.randn(3, generator=gen), torch.randn(3, 2, generator=gen) * 0.5,
+                                  torch.rand(3, 2, generator=gen) * 0.5 + 0.2)
+    marginal = mixture.marginal([0])
+    assert marginal.event_shape == (1,) and marginal.num_components == 3
+    # p(z0) = integral of p(z0, z1) dz1, by the trapezoid rule on a fine grid of z1.
+    z0 = torch.tensor([-0.6, 0.1, 0.7])
+    grid = torch.linspace(-0.99999, 0.99999, 200_001)
+    joint = mixture.log_prob(torch.stack([z0[:, None].expand(-1, len(grid)), grid.expand(3, -1)], -1)).exp()
+    torch.testing.assert_close(marginal.log_prob(z0[:, None]), torch.trapezoid(joint, grid).log(), atol=2e-3, rtol=0)
+
+
+def test_latent_kl_finds_the_used_dimensions_and_a_subspace_pads_and_projects(vae, data):
+    train, _ = data
+    kl = latent_kl(vae, train)
+    assert kl.shape == (VAE_SMALL.latent_dim,) and (kl >= -1e-9).all()
+    subspace = LatentSubspace.used(vae, train)
+    assert list(subspace.dims) == np.flatnonzero(kl >= UNUSED_KL).tolist() and subspace.latent_dim == VAE_SMALL.latent_dim
+    z = np.concatenate([vae.encode(e.observations).numpy() for e in train])
+    np.testing.assert_allclose(subspace.fill, z.mean(0), atol=1e-5)
+    # The unused dimensions barely move: holding them at their mean loses little.
+    unused = [d for d in range(subspace.latent_dim) if d not in subspace.dims]
+    if unused:
+        assert z[:, unused].std(0).max() < 0.1 < z[:, list(subspace.dims)].std(0).max()
+    small = np.full(subspace.dim, 0.5, np.float32)
+    full = subspace.pad(small)
+    assert full.shape == (subspace.latent_dim,) and full.dtype == np.float32
+    np.testing.assert_array_equal(subspace.project(full), small)
+    np.testing.assert_allclose(full[unused], np.asarray(subspace.fill)[unused], rtol=1e-6)
+    batch = torch.zeros(2, 3, subspace.dim)
+    assert subspace.pad(batch).shape == (2, 3, subspace.latent_dim)
+    for dims in [(), (1, 0), (0, VAE_SMALL.latent_dim)]:
+        with pytest.raises(LSPError, match="dims must be"):
+            LatentSubspace(dims, subspace.fill)
+
+
+def test_a_prior_seen_through_a_subspace(prior, vae, data):
+    train, _ = data
+    subspace = LatentSubspace((0, 3, 5), LatentSubspace.used(vae, train).fill)
+    seen = SubspacePrior(prior, subspace)
+    assert seen.latent_dim == 3 and seen.context == prior.context
+    history = torch.rand(4, 5, 3) * 2 - 1
+    lengths = torch.tensor([0, 2, 5, 3])
+    full = prior.next_distribution(subspace.pad(history), lengths)
+    mine = seen.next_distribution(history, lengths)
+    z = torch.rand(6, 4, 3) * 1.8 - 0.9
+    torch.testing.assert_close(mine.log_prob(z), full.marginal([0, 3, 5]).log_prob(z))
+    samples = seen.sample(7, 4, history, torch.Generator().manual_seed(0), lengths=lengths)
+    expected = prior.sample(7, 4, subspace.pad(history), torch.Generator().manual_seed(0), lengths=lengths)
+    assert samples.shape == (4, 7, 3)
+    torch.testing.assert_close(samples, expected[..., [0, 3, 5]])
+    with pytest.raises(LSPError, match="does not fit a prior"):
+        SubspacePrior(prior, LatentSubspace((0,), (0.0,) * 3))

@@ -31,7 +31,7 @@ import torch
 
 from latentprior.envs.extras import proprioception_slice
 from latentprior.io import check_space
-from latentprior.latent.lsp import LSPError
+from latentprior.latent.lsp import LatentSubspace, LSPError
 
 __all__ = ["LowLevelController", "LatentSampler", "LatentSpaceWrapper", "observed_latent_history", "OptionsWrapper"]
 
@@ -95,7 +95,12 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ``step(z)`` runs the low-level policy with target ``z`` (repeated for each of its target
     offsets) for ``steps_per_action`` environment steps, or until the episode ends, and returns the
     last observation, the *sum* of the rewards, and ``info`` of the last step plus
-    ``low_level_steps`` (steps taken) and ``latent`` (the latent executed, clipped to the box).
+    ``low_level_steps`` (steps taken) and ``latent`` (the full latent executed, clipped to the box).
+
+    With a ``subspace`` the actions are latents of its dimensions only, the others held at its
+    ``fill`` (:class:`~latentprior.latent.lsp.LatentSubspace`); :attr:`latent_dim`, the recorded
+    history and the observed latents are then in the subspace's coordinates, which
+    :class:`~latentprior.latent.lsp.SubspacePrior` takes.
 
     With ``observe_latents = k > 0`` the observation is ``env``'s followed by the last ``k``
     executed latents, oldest first, right-aligned and zero-filled before the episode has ``k``,
@@ -111,6 +116,7 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     :param proprioception: the slice of ``env``'s observation the low-level policy sees, when the
         task adds features of its own (a command, a goal); default: the task's ``proprioception``
         attribute (AntMaze, Bipedal Skills set it), else the whole observation.
+    :param subspace: act in these latent dimensions only (default: all of them).
     """
 
     def __init__(
@@ -121,10 +127,11 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         deterministic: bool = True,
         observe_latents: int = 0,
         proprioception: slice | None = None,
+        subspace: LatentSubspace | None = None,
     ):
         gym.utils.RecordConstructorArgs.__init__(
             self, low_level=low_level, steps_per_action=steps_per_action, deterministic=deterministic,
-            observe_latents=observe_latents, proprioception=proprioception,
+            observe_latents=observe_latents, proprioception=proprioception, subspace=subspace,
         )
         super().__init__(env)
         if steps_per_action < 1 or observe_latents < 0:
@@ -142,7 +149,11 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         check_space(low_level.action_space, env.action_space, "action", source)
         self.low_level, self.steps_per_action, self.deterministic = low_level, int(steps_per_action), deterministic
         self.observe_latents = int(observe_latents)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (low_level.latent_dim,), np.float32)
+        if subspace is not None and subspace.latent_dim != low_level.latent_dim:
+            raise LSPError(f"LatentSpaceWrapper: a subspace of {subspace.latent_dim}-d latents does not fit a low-level "
+                           f"policy of {low_level.latent_dim}-d latents")
+        self.subspace = subspace
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.latent_dim,), np.float32)
         if self.observe_latents:
             n = self.observe_latents * (self.latent_dim + 1)
             self.observation_space = gym.spaces.Box(
@@ -155,7 +166,8 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     @property
     def latent_dim(self) -> int:
-        return self.low_level.latent_dim
+        """Size of an action: the subspace's, else the low-level policy's latent size."""
+        return self.low_level.latent_dim if self.subspace is None else self.subspace.dim
 
     @property
     def latent_history(self) -> np.ndarray:
@@ -189,16 +201,17 @@ class LatentSpaceWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         z = np.clip(np.asarray(action, dtype=np.float32).reshape(self.latent_dim), -1.0, 1.0)
+        full = z if self.subspace is None else self.subspace.pad(z)
         total, steps, task = 0.0, 0, TaskRewardSum()
         while True:
-            low_action = self.low_level.act(self._obs[self.proprioception], z, deterministic=self.deterministic)
+            low_action = self.low_level.act(self._obs[self.proprioception], full, deterministic=self.deterministic)
             self._obs, reward, terminated, truncated, info = self.env.step(low_action)
             total, steps = total + float(reward), steps + 1
             task.add(info)
             if terminated or truncated or steps == self.steps_per_action:
                 break
         self._latents.append(z)
-        info = {**task.into(info), "low_level_steps": steps, "latent": z}
+        info = {**task.into(info), "low_level_steps": steps, "latent": full}
         return self._observation(self._obs), total, terminated, truncated, info
 
 

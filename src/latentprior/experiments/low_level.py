@@ -44,7 +44,7 @@ from latentprior.envs.reenactment import (
     low_level_observation,
 )
 from latentprior.io import ArtifactError, check_space, load_artifact, save_artifact
-from latentprior.latent.lsp import LatentPrior, LSPError, StateVAE, _observation_space, _source, _Windows
+from latentprior.latent.lsp import UNUSED_KL, LatentPrior, LSPError, StateVAE, _observation_space, _source, _Windows
 from latentprior.rl import Policy, SACConfig, load_policy, sac
 from latentprior.rl.networks import SquashedGaussianActor
 from latentprior.rl.normalize import ObservationNormalizer
@@ -61,8 +61,6 @@ __all__ = [
 LOW_LEVEL_KIND = "lsp_low_level"
 #: where behavioural cloning takes the latent targets from (:func:`fit_low_level_bc`)
 LATENT_TARGETS = ("posterior", "mean", "unused-random")
-#: mean KL to N(0, I) per frame (nats) under which a latent dimension counts as unused
-UNUSED_KL = 0.01
 
 
 # ------------------------------------------------------------------------------------------------
@@ -87,7 +85,7 @@ class LowLevelPolicy:
     :param method: ``"sac"`` (reinforcement learning) or ``"bc"`` (behavioural cloning).
     :param metrics: final training metrics (SAC: the run's last logged metrics; BC: the loss and,
         unless the targets were the means, ``unused_latent_dims``: the VAE's latent dimensions
-        whose mean KL to N(0, I) is under :data:`UNUSED_KL`).
+        whose mean KL to N(0, I) is under :data:`~latentprior.latent.lsp.UNUSED_KL`).
     :param history: training curves (BC: ``epoch`` and ``loss`` per epoch).
     :param report: :class:`ReenactmentReport` on held-out demonstrations, as a dict, if measured.
     :param latent_targets: BC only: where its targets came from (one of :data:`LATENT_TARGETS`).
@@ -374,7 +372,7 @@ def fit_low_level_bc(
         (``benchmarks/lsp_reach.py`` measures this; ``docs/BENCHMARKS.md``); trained on posterior
         samples, it learns that they carry nothing. ``"unused-random"``: the means in the dimensions
         the VAE uses, uniform noise in [-1, 1] in those it does not (mean KL to N(0, I) under
-        :data:`UNUSED_KL` nats per frame): robust to what a high level puts in the unused
+        :data:`~latentprior.latent.lsp.UNUSED_KL` nats per frame): robust to what a high level puts in the unused
         dimensions without blurring the used ones.
     """
     config = config or LowLevelConfig()

@@ -37,8 +37,8 @@ from latentprior.envs.make import make_vec_env
 from latentprior.envs.reenactment import Reference, require_state_layout
 from latentprior.experiments.low_level import LowLevelPolicy, ReenactmentReport, reenact
 from latentprior.experiments.video import make_render_env
-from latentprior.io import atomic_path, atomic_write_json
-from latentprior.latent.lsp import LatentPrior, LSPError, StateVAE
+from latentprior.io import atomic_path, atomic_write_json, read_json
+from latentprior.latent.lsp import LatentPrior, LatentSubspace, LSPError, StateVAE, SubspacePrior
 from latentprior.rl import SACConfig, evaluate_policy, sac
 from latentprior.rl.checkpoint import load_checkpoint
 from latentprior.rl.networks import QEnsemble
@@ -238,7 +238,9 @@ def run_sample(
 # ------------------------------------------------------------------------------------------------
 
 
-def decoded_objective(vae: StateVAE, objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> ScoreFn:
+def decoded_objective(
+    vae: StateVAE, objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], subspace: LatentSubspace | None = None
+) -> ScoreFn:
     """The authors' planning score: decode each candidate latent sequence and score its states by the task objective.
 
     :param vae: the VAE whose latents the prior models; each candidate is decoded on its own (the
@@ -246,10 +248,13 @@ def decoded_objective(vae: StateVAE, objective: Callable[[torch.Tensor, torch.Te
     :param objective: ``objective(obs, states) -> scores``: observations ``(B, obs_dim)``, decoded
         states ``(B, N, H, vae.obs_dim)``, scores ``(B, N)``, higher is better (e.g. minus the
         distance of the last decoded position to a goal read from the observation).
+    :param subspace: the candidates are latents of this subspace (padded to full latents to decode).
     :return: a score for :class:`~latentprior.rl.prior_integrations.LatentPlanner`.
     """
 
     def score(obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        if subspace is not None:
+            candidates = subspace.pad(candidates)
         batch, n, horizon, d = candidates.shape
         states = vae.decode(candidates.reshape(batch * n, horizon, d).to(vae.device))
         return objective(obs, states.view(batch, n, horizon, -1).to(obs.device))
@@ -280,6 +285,20 @@ def _final_critic(run_dir: Path, sac_config: SACConfig, observation_space: gym.s
     return critic.eval().requires_grad_(False)
 
 
+def _check_same_subspace(run_dir: Path, subspace: LatentSubspace | None) -> None:
+    """Refuse to continue a run whose high level acted in other latent dimensions (its networks would not fit)."""
+    path = run_dir / "config.json"
+    if not path.is_file() or not (run_dir / "checkpoints").is_dir():
+        return
+    old = read_json(path).get("metadata", {}).get("subspace")
+    new = None if subspace is None else subspace.to_dict()
+    old_dims, new_dims = (None if s is None else s["dims"] for s in (old, new))
+    if old_dims != new_dims:
+        acted = ["all latent dimensions" if d is None else f"latent dimensions {d}" for d in (old_dims, new_dims)]
+        raise LSPError(f"{path}: the run's high level acted in {acted[0]}, this call in {acted[1]}; "
+                       "use a new run directory or the same subspace to continue it")
+
+
 def run_lsp_experiment(
     env: str | Callable[[], gym.Env],
     vae: StateVAE,
@@ -293,6 +312,7 @@ def run_lsp_experiment(
     objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
     proprioception: slice | None = None,
+    subspace: LatentSubspace | None = None,
     progress: bool = True,
     metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -321,6 +341,10 @@ def run_lsp_experiment(
         (see :func:`decoded_objective`).
     :param env_kwargs: ``gymnasium.make`` keyword arguments when ``env`` is an id.
     :param proprioception: the slice of the task's observation the low-level policy sees (default: all).
+    :param subspace: the high level acts in these latent dimensions only, the others held at its
+        fill (default: all, as the authors did); the prior is then seen through it
+        (:class:`~latentprior.latent.lsp.SubspacePrior`) by every integration. Build it with
+        :meth:`LatentSubspace.used <latentprior.latent.lsp.LatentSubspace.used>` for the dimensions the VAE uses.
     :param progress: show SAC's progress line.
     :param metadata: JSON-able facts kept in the run's ``config.json``.
     :return: what ``result.json`` holds: the integration, the final metrics of SAC (``eval/...``),
@@ -336,12 +360,16 @@ def run_lsp_experiment(
     config.check_prior(prior)
     if objective is not None and integration != "plan":
         raise LSPError(f"an objective scores the planner's candidates; integration {integration!r} does not plan")
+    high_prior = prior if subspace is None else SubspacePrior(prior, subspace)  # what the high level's latents see
+    _check_same_subspace(Path(run_dir), subspace)
+    recorded = None if subspace is None else subspace.to_dict()
     make_task = functools.partial(gym.make, env, disable_env_checker=True, **dict(env_kwargs or {})) if isinstance(env, str) else env
 
     def make_one() -> gym.Env:
-        wrapped: gym.Env = LatentSpaceWrapper(make_task(), low_level, observe_latents=config.context, proprioception=proprioception)
+        wrapped: gym.Env = LatentSpaceWrapper(make_task(), low_level, observe_latents=config.context,
+                                              proprioception=proprioception, subspace=subspace)
         if integration == "options":
-            wrapped = OptionsWrapper(wrapped, prior, config.option_length, config.option_temperature)
+            wrapped = OptionsWrapper(wrapped, high_prior, config.option_length, config.option_temperature)
         return wrapped
 
     make_one().close()  # fail here, with the spaces that differ, rather than inside the learner
@@ -349,22 +377,23 @@ def run_lsp_experiment(
     def env_fn(num_envs: int, seed: int) -> gym.vector.VectorEnv:
         return make_vec_env(make_one, num_envs, seed)
 
-    history = functools.partial(observed_latent_history, latent_dim=prior.latent_dim, count=config.context)
+    history = functools.partial(observed_latent_history, latent_dim=high_prior.latent_dim, count=config.context)
     hooks: dict[str, Any] = {}
     if integration == "explore":
-        hooks["explore"] = PriorExplore(prior, history, config, sac_config.learning_starts, sac_config.seed)
+        hooks["explore"] = PriorExplore(high_prior, history, config, sac_config.learning_starts, sac_config.seed)
     elif integration == "regularize":
-        hooks["actor_regularizer"] = PriorRegularizer(prior, history, config, sac_config.seed)
+        hooks["actor_regularizer"] = PriorRegularizer(high_prior, history, config, sac_config.seed)
     elif integration == "plan":
-        score = None if objective is None else decoded_objective(vae, objective)
-        hooks["explore"] = LatentPlanner(prior, history, config, score, sac_config.seed)
+        score = None if objective is None else decoded_objective(vae, objective, subspace)
+        hooks["explore"] = LatentPlanner(high_prior, history, config, score, sac_config.seed)
     env_name = env if isinstance(env, str) else getattr(env, "__name__", repr(env))
     facts = {"method": "lsp", "integration": integration, "env": env_name, "vae_fingerprint": vae.fingerprint,
-             "lsp": asdict(config), **dict(metadata or {})}
+             "lsp": asdict(config), "subspace": recorded, **dict(metadata or {})}
     result = sac.train(env_fn, sac_config, run_dir, progress=progress, metadata=facts, **hooks)
 
     summary: dict[str, Any] = {"integration": integration, "env": env_name, "steps": result.steps,
-                               "metrics": dict(result.metrics), "run_dir": str(run_dir), "config": asdict(config)}
+                               "metrics": dict(result.metrics), "run_dir": str(run_dir), "config": asdict(config),
+                               "subspace": recorded}
     if integration == "explore":
         explore = hooks["explore"]
         summary["explore_fraction"] = explore.followed / explore.steps if explore.steps else None

@@ -18,6 +18,8 @@ Read top to bottom:
 5. The prior: :class:`PriorNetwork` (a causal transformer), :class:`LatentPrior` (the small API the
    RL side calls: :meth:`~LatentPrior.next_distribution`, :meth:`~LatentPrior.sample`,
    :meth:`~LatentPrior.log_prob`) and :func:`fit_prior`.
+6. The latent dimensions the VAE uses (:func:`latent_kl`), and a high level that acts in those
+   only: :class:`LatentSubspace` and :class:`SubspacePrior` (an option of this library).
 
 Frames and latents. An episode's ``T + 1`` observations are ``T + 1`` frames, and the VAE gives
 one latent per frame: ``z`` has the same length as the states it encodes. The encoder is
@@ -75,6 +77,10 @@ __all__ = [
     "PriorNetwork",
     "LatentPrior",
     "fit_prior",
+    "UNUSED_KL",
+    "latent_kl",
+    "LatentSubspace",
+    "SubspacePrior",
 ]
 
 VAE_KIND = "lsp_vae"
@@ -817,6 +823,11 @@ class TanhGaussianMixture:
             noise = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
             return torch.tanh(loc + scale * noise)
 
+    def marginal(self, dims: Sequence[int]) -> "TanhGaussianMixture":
+        """The distribution of latent dimensions ``dims`` alone: exact, since each component is diagonal."""
+        dims = list(dims)
+        return TanhGaussianMixture(self.logits, self.loc[..., dims], self.scale[..., dims])
+
     def select(self, index: torch.Tensor) -> "TanhGaussianMixture":
         """For batch shape ``(B, T)``: row ``b``'s distribution at position ``index[b]``, batch shape ``(B,)``."""
         rows = torch.arange(len(index), device=index.device)
@@ -1282,3 +1293,135 @@ def fit_prior(
 
     network.eval().requires_grad_(False)
     return prior
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. The latent dimensions the VAE uses
+# ------------------------------------------------------------------------------------------------
+
+#: mean KL to N(0, I) per frame (nats) under which a latent dimension counts as unused
+UNUSED_KL = 0.01
+
+
+@torch.no_grad()
+def latent_kl(vae: StateVAE, dataset: Dataset) -> np.ndarray:
+    """Each latent dimension's mean KL from its posterior to the ``N(0, 1)`` prior, nats per frame, over ``dataset``.
+
+    The KL term of the VAE's loss leaves dimensions the reconstruction does not need at the prior:
+    their KL is ~0 (the Ant's and the HalfCheetah's 32-d VAEs use 8 and 5 dimensions with 0.09-2.3
+    nats; the rest have 0.000). Those dimensions carry nothing a decoder or a low-level policy reads.
+
+    :return: ``(latent_dim,)`` float64.
+    """
+    vae.check_space(_observation_space(dataset), _source(dataset))
+    total, frames = np.zeros(vae.latent_dim), 0
+    for episode in dataset:
+        mean, std = vae.posterior(episode.observations)
+        total += (0.5 * (mean**2 + std**2 - 1) - torch.log(std)).sum(0).double().cpu().numpy()
+        frames += len(mean)
+    return total / max(frames, 1)
+
+
+@dataclass(frozen=True)
+class LatentSubspace:
+    """The latent dimensions a high-level policy acts in; the others are held at ``fill``.
+
+    A 32-d VAE whose KL term switched most dimensions off still gives the high level a 32-d action
+    box. The unused dimensions change nothing the low level does (it was trained on posterior
+    samples, noise there), but the high level's critic must learn that they do not matter, and an
+    actor can exploit its errors along them. Acting in the used dimensions only removes them
+    (an option of this library, not of the paper, whose high level acts in all 32).
+
+    :param dims: the dimensions acted in, increasing.
+    :param fill: the full latent the others are taken from, ``(latent_dim,)`` in [-1, 1] (see :meth:`used`).
+    """
+
+    dims: tuple[int, ...]
+    fill: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        dims = tuple(int(d) for d in self.dims)
+        object.__setattr__(self, "dims", dims)
+        object.__setattr__(self, "fill", tuple(float(v) for v in self.fill))
+        n = len(self.fill)
+        if not dims or list(dims) != sorted(set(dims)) or dims[0] < 0 or dims[-1] >= n:
+            raise LSPError(f"LatentSubspace: dims must be increasing, distinct and in [0, {n}), got {list(dims)}")
+        if not all(-1.0 <= v <= 1.0 for v in self.fill):
+            raise LSPError("LatentSubspace: fill must lie in [-1, 1]")
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the full latent."""
+        return len(self.fill)
+
+    @property
+    def dim(self) -> int:
+        """Size of the latents acted in."""
+        return len(self.dims)
+
+    @classmethod
+    def used(cls, vae: StateVAE, dataset: Dataset, threshold: float = UNUSED_KL) -> "LatentSubspace":
+        """The dimensions with :func:`latent_kl` of at least ``threshold`` on ``dataset``; the others held
+        at their mean latent over its frames (~0: their posterior is the prior)."""
+        kl = latent_kl(vae, dataset)
+        dims = np.flatnonzero(kl >= threshold)
+        if len(dims) == 0:
+            raise LSPError(f"{_source(dataset)}: no latent dimension has a KL of {threshold} nats or more: the VAE uses none")
+        with torch.no_grad():
+            latents = torch.cat([vae.encode(e.observations) for e in dataset]).double().cpu().numpy()
+        return cls(tuple(dims.tolist()), tuple(latents.mean(0).tolist()))
+
+    def to_dict(self) -> dict[str, list]:
+        """``{"dims": [...], "fill": [...]}``, as run records keep it (``LatentSubspace(**d)`` rebuilds it)."""
+        return {"dims": list(self.dims), "fill": list(self.fill)}
+
+    def pad(self, z: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Full latents from latents of the subspace, ``(..., dim)`` -> ``(..., latent_dim)``, numpy or torch."""
+        if isinstance(z, torch.Tensor):
+            full = torch.tensor(self.fill, dtype=z.dtype, device=z.device).expand(*z.shape[:-1], self.latent_dim).clone()
+        else:
+            full = np.broadcast_to(np.asarray(self.fill, dtype=np.asarray(z).dtype), (*np.shape(z)[:-1], self.latent_dim)).copy()
+        full[..., list(self.dims)] = z
+        return full
+
+    def project(self, z: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """The subspace's coordinates of full latents, ``(..., latent_dim)`` -> ``(..., dim)``."""
+        return z[..., list(self.dims)]
+
+
+class SubspacePrior:
+    """A :class:`LatentPrior` seen through a :class:`LatentSubspace`: the same calls, in the subspace's coordinates.
+
+    Contexts are padded with the subspace's ``fill`` (what the high level executed), samples are
+    drawn from the full prior and projected, and :meth:`next_distribution` is the mixture's exact
+    marginal over the subspace (:meth:`TanhGaussianMixture.marginal`), which the regularising KL uses.
+    """
+
+    def __init__(self, prior: LatentPrior, subspace: LatentSubspace):
+        if subspace.latent_dim != prior.latent_dim:
+            raise LSPError(f"a subspace of {subspace.latent_dim}-d latents does not fit a prior of {prior.latent_dim}-d latents")
+        self.prior, self.subspace = prior, subspace
+
+    @property
+    def latent_dim(self) -> int:
+        return self.subspace.dim
+
+    @property
+    def context(self) -> int:
+        return self.prior.context
+
+    @property
+    def device(self) -> torch.device:
+        return self.prior.device
+
+    def next_distribution(self, z_history: torch.Tensor, lengths: torch.Tensor | None = None) -> TanhGaussianMixture:
+        """The prior's next-latent distribution marginalised onto the subspace; ``z_history`` ``(B, t, dim)``."""
+        full = self.subspace.pad(torch.as_tensor(z_history, dtype=torch.float32, device=self.device))
+        return self.prior.next_distribution(full, lengths).marginal(self.subspace.dims)
+
+    def sample(self, num_steps: int, batch: int = 1, context: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
+        """:meth:`LatentPrior.sample` with ``context`` ``(B, t, dim)``; returns ``(batch, num_steps, dim)``."""
+        if context is not None:
+            context = self.subspace.pad(torch.as_tensor(context, dtype=torch.float32, device=self.device))
+        return self.subspace.project(self.prior.sample(num_steps, batch, context, generator, **kwargs))
