@@ -379,10 +379,10 @@ def test_latent_kl_finds_the_used_dimensions_and_a_subspace_pads_and_projects(va
     assert list(subspace.dims) == np.flatnonzero(kl >= UNUSED_KL).tolist() and subspace.latent_dim == VAE_SMALL.latent_dim
     z = np.concatenate([vae.encode(e.observations).numpy() for e in train])
     np.testing.assert_allclose(subspace.fill, z.mean(0), atol=1e-5)
-    # The unused dimensions barely move: holding them at their mean loses little.
+    # This small VAE leaves some dimensions unused; they barely move, so holding them at their mean loses little.
     unused = [d for d in range(subspace.latent_dim) if d not in subspace.dims]
-    if unused:
-        assert z[:, unused].std(0).max() < 0.1 < z[:, list(subspace.dims)].std(0).max()
+    assert 0 < len(unused) < subspace.latent_dim
+    assert z[:, unused].std(0).max() < 0.1 < z[:, list(subspace.dims)].std(0).max()
     small = np.full(subspace.dim, 0.5, np.float32)
     full = subspace.pad(small)
     assert full.shape == (subspace.latent_dim,) and full.dtype == np.float32

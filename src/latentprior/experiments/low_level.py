@@ -44,7 +44,16 @@ from latentprior.envs.reenactment import (
     low_level_observation,
 )
 from latentprior.io import ArtifactError, check_space, load_artifact, save_artifact
-from latentprior.latent.lsp import UNUSED_KL, LatentPrior, LSPError, StateVAE, _observation_space, _source, _Windows
+from latentprior.latent.lsp import (
+    UNUSED_KL,
+    LatentPrior,
+    LSPError,
+    StateVAE,
+    _observation_space,
+    _source,
+    _Windows,
+    latent_kl,
+)
 from latentprior.rl import Policy, SACConfig, load_policy, sac
 from latentprior.rl.networks import SquashedGaussianActor
 from latentprior.rl.normalize import ObservationNormalizer
@@ -412,9 +421,7 @@ def fit_low_level_bc(
     posterior, unused = None, torch.zeros(n, dtype=torch.bool)
     if latent_targets != "mean":
         posterior = torch.from_numpy(np.concatenate(means)).float(), torch.from_numpy(np.concatenate(stds)).float()
-        mean, std = posterior[0][:, : vae.latent_dim], posterior[1][:, : vae.latent_dim]
-        kl = (0.5 * (mean**2 + std**2 - 1) - torch.log(std)).mean(0)  # per dimension, nats per frame
-        unused = (kl < UNUSED_KL).repeat(len(offsets))
+        unused = torch.from_numpy(latent_kl(vae, dataset) < UNUSED_KL).repeat(len(offsets))
     low, high = action_space.low.astype(np.float64), action_space.high.astype(np.float64)
     y = (np.clip(np.concatenate(targets), low, high) - (high + low) / 2) / ((high - low) / 2)
 

@@ -1304,22 +1304,31 @@ UNUSED_KL = 0.01
 
 
 @torch.no_grad()
+def _latent_statistics(vae: StateVAE, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent dimension over ``dataset``'s frames, in one pass: the mean KL of the posterior to
+    ``N(0, 1)`` (nats per frame) and the mean latent (:meth:`StateVAE.encode`)."""
+    vae.check_space(_observation_space(dataset), _source(dataset))
+    kl, latent, frames = np.zeros(vae.latent_dim), np.zeros(vae.latent_dim), 0
+    standard = torch.distributions.Normal(0.0, 1.0)
+    for episode in dataset:
+        mean, std = vae.posterior(episode.observations)
+        kl += torch.distributions.kl_divergence(torch.distributions.Normal(mean, std), standard).sum(0).double().cpu().numpy()
+        latent += torch.tanh(mean).sum(0).double().cpu().numpy()
+        frames += len(mean)
+    return kl / max(frames, 1), latent / max(frames, 1)
+
+
 def latent_kl(vae: StateVAE, dataset: Dataset) -> np.ndarray:
     """Each latent dimension's mean KL from its posterior to the ``N(0, 1)`` prior, nats per frame, over ``dataset``.
 
     The KL term of the VAE's loss leaves dimensions the reconstruction does not need at the prior:
     their KL is ~0 (the Ant's and the HalfCheetah's 32-d VAEs use 8 and 5 dimensions with 0.09-2.3
-    nats; the rest have 0.000). Those dimensions carry nothing a decoder or a low-level policy reads.
+    nats; the rest have 0.000). Those dimensions carry nothing a decoder or a low-level policy reads;
+    those under :data:`UNUSED_KL` count as unused.
 
     :return: ``(latent_dim,)`` float64.
     """
-    vae.check_space(_observation_space(dataset), _source(dataset))
-    total, frames = np.zeros(vae.latent_dim), 0
-    for episode in dataset:
-        mean, std = vae.posterior(episode.observations)
-        total += (0.5 * (mean**2 + std**2 - 1) - torch.log(std)).sum(0).double().cpu().numpy()
-        frames += len(mean)
-    return total / max(frames, 1)
+    return _latent_statistics(vae, dataset)[0]
 
 
 @dataclass(frozen=True)
@@ -1348,6 +1357,9 @@ class LatentSubspace:
             raise LSPError(f"LatentSubspace: dims must be increasing, distinct and in [0, {n}), got {list(dims)}")
         if not all(-1.0 <= v <= 1.0 for v in self.fill):
             raise LSPError("LatentSubspace: fill must lie in [-1, 1]")
+        # pad() runs at every high-level step: build its arrays once
+        object.__setattr__(self, "_index", list(dims))
+        object.__setattr__(self, "_fill", np.asarray(self.fill, dtype=np.float32))
 
     @property
     def latent_dim(self) -> int:
@@ -1363,13 +1375,11 @@ class LatentSubspace:
     def used(cls, vae: StateVAE, dataset: Dataset, threshold: float = UNUSED_KL) -> "LatentSubspace":
         """The dimensions with :func:`latent_kl` of at least ``threshold`` on ``dataset``; the others held
         at their mean latent over its frames (~0: their posterior is the prior)."""
-        kl = latent_kl(vae, dataset)
+        kl, mean_latent = _latent_statistics(vae, dataset)
         dims = np.flatnonzero(kl >= threshold)
         if len(dims) == 0:
             raise LSPError(f"{_source(dataset)}: no latent dimension has a KL of {threshold} nats or more: the VAE uses none")
-        with torch.no_grad():
-            latents = torch.cat([vae.encode(e.observations) for e in dataset]).double().cpu().numpy()
-        return cls(tuple(dims.tolist()), tuple(latents.mean(0).tolist()))
+        return cls(tuple(dims.tolist()), tuple(mean_latent.tolist()))
 
     def to_dict(self) -> dict[str, list]:
         """``{"dims": [...], "fill": [...]}``, as run records keep it (``LatentSubspace(**d)`` rebuilds it)."""
@@ -1378,15 +1388,17 @@ class LatentSubspace:
     def pad(self, z: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Full latents from latents of the subspace, ``(..., dim)`` -> ``(..., latent_dim)``, numpy or torch."""
         if isinstance(z, torch.Tensor):
-            full = torch.tensor(self.fill, dtype=z.dtype, device=z.device).expand(*z.shape[:-1], self.latent_dim).clone()
+            fill = torch.as_tensor(self._fill, dtype=z.dtype, device=z.device)
+            full = fill.expand(*z.shape[:-1], self.latent_dim).clone()
         else:
-            full = np.broadcast_to(np.asarray(self.fill, dtype=np.asarray(z).dtype), (*np.shape(z)[:-1], self.latent_dim)).copy()
-        full[..., list(self.dims)] = z
+            z = np.asarray(z)
+            full = np.broadcast_to(self._fill.astype(z.dtype, copy=False), (*z.shape[:-1], self.latent_dim)).copy()
+        full[..., self._index] = z
         return full
 
     def project(self, z: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """The subspace's coordinates of full latents, ``(..., latent_dim)`` -> ``(..., dim)``."""
-        return z[..., list(self.dims)]
+        return z[..., self._index]
 
 
 class SubspacePrior:
