@@ -250,6 +250,10 @@ def _jobs(args) -> list[Job]:
                     spec["reward_type"] = args.maze_reward
                     if args.maze_reward == "progress" and args.progress_weight != 1.0:
                         spec["progress_weight"] = args.progress_weight
+                if task in MAZES and args.maze_instances != "random":
+                    spec["instances"] = args.maze_instances
+                if task in MAZES and args.maze_reward == "progress" and args.progress_clearance:
+                    spec["progress_clearance"] = args.progress_clearance
                 if args.n_critics != 2:
                     spec["n_critics"] = args.n_critics
                 if args.latent_subspace != "all" and learner != "scratch":
@@ -626,7 +630,9 @@ def _reward_suffix(spec: dict) -> str:
 VARIANTS = (("ent_coef_init", "__alpha{:g}", "SAC's initial entropy coefficient {:g}"),
             ("latent_dim", "__z{}", "VAE latent size {}"),
             ("n_critics", "__critics{}", "{} critics"),
-            ("subspace", "__{}", "the high level acts in the VAE's {} latent dimensions only"))
+            ("subspace", "__{}", "the high level acts in the VAE's {} latent dimensions only"),
+            ("instances", "__{}", "AntMaze's {} task instances"),
+            ("progress_clearance", "__clearance{:g}", "progress measured on paths {:g} m from the walls"))
 
 
 def _variant_suffix(spec: dict) -> str:
@@ -649,6 +655,10 @@ def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
             kwargs["reward_type"] = spec["reward_type"]
         if spec.get("progress_weight") is not None:
             kwargs["progress_weight"] = spec["progress_weight"]
+        if spec.get("progress_clearance") is not None:
+            kwargs["progress_clearance"] = spec["progress_clearance"]
+        if spec.get("instances") is not None:
+            kwargs["instances"] = spec["instances"]
         return functools.partial(make_antmaze, size, **kwargs), ANT_PROPRIOCEPTION, antmaze_id(size)
     from latentprior.envs.bipedal_skills import PROPRIOCEPTION, bipedal_skills_id, make_bipedal_skills
 
@@ -997,6 +1007,13 @@ def main(argv=None) -> None:
         help="antmaze parts with --maze-reward progress: reward per metre of geodesic progress (AntMaze's "
              "progress_weight; jobs of another value end in __progress<w>). 20 = 1/dt makes the step's reward the "
              "speed towards the goal in m/s; at 1 a good step earns ~0.003, below the critic's noise")
+    add("--maze-instances", choices=["random", "d4rl"], default="random",
+        help="antmaze parts: AntMaze's task instances: start and goal cells drawn per episode (random, the harder "
+             "goal-conditioned task) or D4RL's fixed start and goal (d4rl, the paper's task; jobs end in __d4rl)")
+    add("--progress-clearance", type=float, default=0.0,
+        help="antmaze parts with --maze-reward progress: the geodesic distance's paths keep this many metres from the "
+             "walls (AntMaze's progress_clearance; jobs end in __clearance<m>). 0: the shortest paths, which graze "
+             "corners the ant's legs catch on (benchmarks/lsp_maze_episodes.py)")
     add("--large-samples", type=int, default=1_000_000, help="antmaze-large: environment samples per run")
     add("--eval-every", type=int, default=50_000, help="environment samples between evaluations")
     add("--eval-instances", type=int, default=50, help="task instances per evaluation (one reset seed each)")

@@ -196,7 +196,8 @@ def _lsp(args: argparse.Namespace) -> None:
         print(f"acting in the {subspace.dim} of {subspace.latent_dim} latent dimensions the VAE uses on {args.used_dims}: "
               f"{list(subspace.dims)}")
     result = run_lsp_experiment(env_id, vae, prior, low_level, args.integration, config, sac_config, args.out,
-                                env_kwargs=low_level.env_kwargs if args.env is None else None, subspace=subspace,
+                                env_kwargs={**(low_level.env_kwargs if args.env is None else {}), **_parse_env_kwargs(args.env_kwarg)},
+                                subspace=subspace,
                                 progress=not args.quiet, metadata={"command": _command_line()})
     metrics = result["metrics"]
     evaluated = (f"evaluation return {metrics['eval/return_mean']:.1f}" if "eval/return_mean" in metrics else "no evaluation")
@@ -508,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-level", type=Path, default=None, help="a low-level policy written by 'latentprior fit low-level'")
     p.add_argument("--vae", type=Path, default=None, help="its state VAE (default: the one the prior was fitted with)")
     p.add_argument("--env", default=None, help="Gymnasium id of the task (default: the low-level policy's environment)")
+    p.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument of the task's gymnasium.make (value read as JSON where it parses), e.g. "
+                        "reward_type=progress or instances=d4rl for latentprior/AntMazeMedium-v0")
     p.add_argument("--integration", default="explore", help="none, explore, regularize, options or plan (see --list-integrations)")
     p.add_argument("--out", type=Path, default=None, help="run directory (rerun to resume)")
     p.add_argument("--steps", type=int, default=None, help="environment steps of high-level SAC (default: SACConfig's)")

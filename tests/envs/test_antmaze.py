@@ -134,6 +134,43 @@ def test_maze_distance_goes_around_walls():
     assert abs(distance(a) - distance(b)) <= 0.05 * 1.03 + 1e-9
 
 
+def test_maze_distance_with_clearance_keeps_paths_off_the_corners():
+    maze = [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 0, 1, 0, 1], [1, 0, 1, 0, 1], [1, 1, 1, 1, 1]]
+    centre = lambda rc: np.array([4.0 * rc[1] + 2, -(4.0 * rc[0] + 2)])  # noqa: E731
+    tight, clear = MazeDistance(maze, 4.0, centre), MazeDistance(maze, 4.0, centre, clearance=1.5)
+    for distance in (tight, clear):
+        distance.set_goal(centre((3, 1)))
+    # Straight down the corridor's middle (2 m from either wall) nothing changes.
+    assert clear(centre((1, 1))) == pytest.approx(tight(centre((1, 1))), abs=0.05)
+    # Around the wall the path keeps 1.5 m from its corners: longer than the corner-grazing one (16.65 m)
+    # but not by more than the detour (straight legs 1.5 m further out: <= 16.65 + 4 * 1.5).
+    around = centre((3, 3))
+    assert tight(around) + 1.0 < clear(around) <= tight(around) + 6.0
+    # A point closer to a wall than the clearance is measured through the nearest point that is not:
+    # moving away from the wall, towards the corridor's middle, lowers the distance.
+    near_wall = centre((1, 1)) + np.array([-1.7, 0.0])
+    assert clear(near_wall + np.array([0.5, 0.0])) < clear(near_wall)
+    with pytest.raises(TaskError, match=r"clearance must be in \[0, 2.0\) m"):
+        MazeDistance(maze, 4.0, centre, clearance=2.0)
+
+
+@needs_robotics
+def test_d4rl_instances_fix_the_cells_and_vary_the_offsets():
+    env = AntMaze("medium", reward_type="progress", instances="d4rl")
+    starts, goals = [], []
+    for seed in range(4):
+        env.reset(seed=seed)
+        starts.append(env.data.qpos[:2].copy())
+        goals.append(env.goal)
+        assert _cell(env, starts[-1]) == (1, 1) and _cell(env, goals[-1]) == (6, 6)
+    assert len({tuple(np.round(g, 3)) for g in goals}) == 4  # distinct instances: the +-1 m offsets
+    _, info = env.reset(seed=0, options={"goal_cell": (1, 2)})  # cells in the options still win
+    assert _cell(env, info["goal"]) == (1, 2)
+    env.close()
+    with pytest.raises(TaskError, match="unknown AntMaze instances 'fixed'; use one of random, d4rl"):
+        AntMaze("medium", instances="fixed")
+
+
 @needs_robotics
 def test_progress_reward_pays_geodesic_progress_and_reports_the_sparse_score():
     env = AntMaze("medium", reward_type="progress", progress_weight=2.0)

@@ -202,6 +202,9 @@ def test_command_line_lsp(artifacts, tmp_path, capsys):
     assert "regularize on HalfCheetah-v5: no evaluation after 120 steps" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["config"]["regularize_weight"] == 0.1 and saved["metrics"]["train/prior_weight"] > 0.09
+    assert main([*argv[:6], str(tmp_path / "kwargs"), *argv[7:], "--env-kwarg", "ctrl_cost_weight=0.5"]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "kwargs" / "result.json").read_text())["env_kwargs"]["ctrl_cost_weight"] == 0.5
     save_dataset(artifacts["dataset"], tmp_path / "demos.h5")
     assert main([*argv[:6], str(tmp_path / "used"), *argv[7:], "--used-dims", str(tmp_path / "demos.h5")]) == 0
     out = capsys.readouterr().out

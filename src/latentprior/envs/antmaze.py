@@ -46,7 +46,11 @@ Task instances: each ``reset(seed=s)`` draws the goal cell and then a start cell
 away) among the maze's free cells, and puts both at a uniform offset of up to +-1 m in x and y from
 their cells' centres, so distinct seeds give distinct instances (for the 50-instance protocol).
 ``reset(options={"goal_cell": (i, j), "reset_cell": (i, j)})`` fixes the cells (row, column of
-:attr:`AntMaze.maze_map`), e.g. D4RL's fixed evaluation goal.
+:attr:`AntMaze.maze_map`). ``AntMaze(instances="d4rl")`` fixes them to D4RL's task
+(:data:`D4RL_CELLS`: the start in the top-left corner, the goal in the far corner, about 30 m of
+geodesic path in the medium maze, about 42 m in the large one), which is the task the latent space
+priors paper solved ("reach the goal reliably"): its instances differ only in the +-1 m offsets.
+The default, ``"random"``, is the harder goal-conditioned task over every pair of cells.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ __all__ = [
     "GOAL_FEATURES",
     "SUCCESS_RADIUS",
     "MazeDistance",
+    "D4RL_CELLS",
 ]
 
 #: Maze sizes and Gymnasium-Robotics' map of each (every free cell can hold the start or the goal).
@@ -80,6 +85,12 @@ ANT_PROPRIOCEPTION = slice(0, 27)
 
 #: The task's features after the proprioception: torso (x, y), goal offset (dx, dy).
 GOAL_FEATURES = slice(27, 31)
+
+#: D4RL's fixed start and goal cells (row, column) per maze size (``antmaze-medium-*`` and ``antmaze-large-*``).
+D4RL_CELLS = {"medium": {"reset_cell": (1, 1), "goal_cell": (6, 6)}, "large": {"reset_cell": (1, 1), "goal_cell": (7, 9)}}
+
+#: Task instance distributions: every pair of free cells, or D4RL's fixed pair.
+INSTANCES = ("random", "d4rl")
 
 #: Reward types: Gymnasium-Robotics' two and the geodesic progress reward (module docstring).
 REWARD_TYPES = ("sparse", "dense", "progress")
@@ -107,14 +118,24 @@ class MazeDistance:
     :param cell_size: metres per cell (``maze_size_scaling``, 4 for AntMaze).
     :param to_xy: the cell ``(row, col)`` -> its centre's world ``(x, y)``.
     :param resolution: grid spacing in metres; ``cell_size`` must be a multiple of it.
+    :param clearance: paths keep at least this many metres from the walls (0: half a grid step).
+        A legged robot is wider than a point: the ant's legs reach about 0.8 m from its torso, so
+        a path that grazes a corner catches them there. Positions closer to a wall than
+        ``clearance`` are measured through the nearest point that is not.
     """
 
-    def __init__(self, maze_map: list[list[Any]], cell_size: float, to_xy: Any, resolution: float = 0.5):
+    def __init__(self, maze_map: list[list[Any]], cell_size: float, to_xy: Any, resolution: float = 0.5,
+                 clearance: float = 0.0):
         per_cell = round(cell_size / resolution)
         if per_cell < 1 or abs(per_cell * resolution - cell_size) > 1e-9:
             raise TaskError(f"MazeDistance: cell_size {cell_size} is not a multiple of resolution {resolution}")
+        if not 0 <= clearance < cell_size / 2:
+            raise TaskError(f"MazeDistance: clearance must be in [0, {cell_size / 2}) m (half a cell), got {clearance}")
         walls = np.array([[cell == 1 for cell in row] for row in maze_map], dtype=bool)
         self.free = ~np.kron(walls, np.ones((per_cell, per_cell), dtype=bool))
+        if clearance > 0:
+            self.free &= self._wall_distance(walls, per_cell) * resolution >= clearance
+        self.clearance = float(clearance)
         self.resolution, self.per_cell = resolution, per_cell
         # World coordinates of grid point (0, 0): row r runs towards -y, column c towards +x.
         centre = np.asarray(to_xy(np.array([0, 0])), dtype=np.float64)
@@ -122,6 +143,18 @@ class MazeDistance:
         self._free_points = np.nonzero(self.free)
         self._moves = self._allowed_moves()
         self.field = np.full(self.free.shape, np.inf)
+
+    @staticmethod
+    def _wall_distance(walls: np.ndarray, per_cell: int) -> np.ndarray:
+        """Each grid point's distance to the nearest wall cell, in grid steps."""
+        rows, cols = walls.shape[0] * per_cell, walls.shape[1] * per_cell
+        i, j = np.mgrid[:rows, :cols] + 0.5  # grid points at the centres of their sub-cells
+        best = np.full((rows, cols), np.inf)
+        for r, c in zip(*np.nonzero(walls)):
+            dr = np.maximum.reduce([r * per_cell - i, np.zeros_like(i), i - (r + 1) * per_cell])
+            dc = np.maximum.reduce([c * per_cell - j, np.zeros_like(j), j - (c + 1) * per_cell])
+            best = np.minimum(best, np.hypot(dr, dc))
+        return best
 
     def _allowed_moves(self) -> list[tuple[int, int, float, np.ndarray]]:
         """``(dr, dc, length, allowed)`` of the 16-connected moves (8 neighbours and 8 knight's
@@ -225,11 +258,16 @@ class AntMaze(gym.Env):
         ``"dense"`` (``exp(-distance)``) or ``"progress"`` (sparse plus the decrease of the
         geodesic distance, module docstring).
     :param progress_weight: reward per metre of geodesic progress (``"progress"`` only).
+    :param progress_clearance: the geodesic distance's paths keep this many metres from the walls
+        (:class:`MazeDistance`'s ``clearance``; ``"progress"`` only; 0: the shortest paths, which
+        graze the corners).
     :param egocentric: observe the goal's offset in the torso's heading frame; ``False``: in the
         world frame.
     :param continuing_task: ``False`` ends the episode at the first success; ``True`` keeps the
         goal where it is and runs until the time limit (reward every step spent there).
     :param render_mode: ``"rgb_array"``, ``"depth_array"`` or ``"human"``.
+    :param instances: ``"random"`` (start and goal cells drawn per reset) or ``"d4rl"`` (D4RL's fixed
+        cells, :data:`D4RL_CELLS`; cells given in ``reset``'s options still win).
 
     ``info`` holds Gymnasium-Robotics' ``success`` plus ``goal`` (world x, y) and ``distance``;
     :attr:`maze` is the wrapped Gymnasium-Robotics environment.
@@ -248,8 +286,13 @@ class AntMaze(gym.Env):
         continuing_task: bool = False,
         render_mode: str | None = None,
         progress_weight: float = 1.0,
+        progress_clearance: float = 0.0,
+        instances: str = "random",
     ):
         _check_size(size)
+        if instances not in INSTANCES:
+            raise TaskError(f"unknown AntMaze instances {instances!r}; use one of {', '.join(INSTANCES)}")
+        self.instances = instances
         if reward_type not in REWARD_TYPES:
             raise TaskError(f"unknown AntMaze reward_type {reward_type!r}; use one of {', '.join(REWARD_TYPES)}")
         require("gymnasium_robotics", "antmaze", "AntMaze")
@@ -276,7 +319,8 @@ class AntMaze(gym.Env):
         self.action_space = self.maze.action_space
         self.reward_type, self.progress_weight = reward_type, float(progress_weight)
         #: the geodesic distance to the goal (``"progress"`` reward only, else ``None``)
-        self.geodesic = (MazeDistance(self.maze_map, self.maze.maze.maze_size_scaling, self.maze.maze.cell_rowcol_to_xy)
+        self.geodesic = (MazeDistance(self.maze_map, self.maze.maze.maze_size_scaling, self.maze.maze.cell_rowcol_to_xy,
+                                      clearance=progress_clearance)
                          if reward_type == "progress" else None)
         self._distance = 0.0
 
@@ -319,6 +363,8 @@ class AntMaze(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if self.instances == "d4rl":
+            options = {**D4RL_CELLS[self.size], **dict(options or {})}
         obs, info = self.maze.reset(seed=seed, options=options)
         info = self._info(obs, info)
         if self.reward_type == "progress":

@@ -347,7 +347,7 @@ def run_lsp_experiment(
         :meth:`LatentSubspace.used <latentprior.latent.lsp.LatentSubspace.used>` for the dimensions the VAE uses.
     :param progress: show SAC's progress line.
     :param metadata: JSON-able facts kept in the run's ``config.json``.
-    :return: what ``result.json`` holds: the integration, the final metrics of SAC (``eval/...``),
+    :return: what ``result.json`` holds: the integration, the task and its ``env_kwargs``, the final metrics of SAC (``eval/...``),
         for ``explore`` the share of steps taken from the prior, for ``plan`` the planner's own
         evaluation (``planner/return_mean`` ...), and the knobs.
     """
@@ -387,11 +387,12 @@ def run_lsp_experiment(
         score = None if objective is None else decoded_objective(vae, objective, subspace)
         hooks["explore"] = LatentPlanner(high_prior, history, config, score, sac_config.seed)
     env_name = env if isinstance(env, str) else getattr(env, "__name__", repr(env))
-    facts = {"method": "lsp", "integration": integration, "env": env_name, "vae_fingerprint": vae.fingerprint,
+    kwargs = dict(env_kwargs or {}) if isinstance(env, str) else {}
+    facts = {"method": "lsp", "integration": integration, "env": env_name, "env_kwargs": kwargs, "vae_fingerprint": vae.fingerprint,
              "lsp": asdict(config), "subspace": recorded, **dict(metadata or {})}
     result = sac.train(env_fn, sac_config, run_dir, progress=progress, metadata=facts, **hooks)
 
-    summary: dict[str, Any] = {"integration": integration, "env": env_name, "steps": result.steps,
+    summary: dict[str, Any] = {"integration": integration, "env": env_name, "env_kwargs": kwargs, "steps": result.steps,
                                "metrics": dict(result.metrics), "run_dir": str(run_dir), "config": asdict(config),
                                "subspace": recorded}
     if integration == "explore":
