@@ -21,13 +21,16 @@ Policies (``--policy``):
   the geodesic distance field: every step its command is ``--oracle-speed`` m/s along the direction
   in which the geodesic distance falls fastest, on paths that keep ``--oracle-clearance`` m from the
   walls (the ant's legs catch on corners that the shortest paths graze), aiming at the point
-  ``--oracle-lookahead`` m down that path (pure pursuit). It knows the maze's shortest paths, so it bounds
+  ``--oracle-lookahead`` m down that path (pure pursuit). It knows the maze's shortest paths, so it shows
   what the demonstrations' locomotion can do in the task's 1000 steps.
 
-``--instances d4rl`` replays D4RL's fixed task instead (``AntMaze(instances="d4rl")``: the 50
-instances then differ only in the +-1 m offsets of the start and the goal).
-Writes ``maze_episodes/<name>.json`` and a plot of the 50 tracks over the maze (``.png``) into the
-results folder::
+``--instances d4rl`` replays D4RL's fixed task (``AntMaze(instances="d4rl")``, the default for a
+run trained on it, ``__d4rl``): the 50 instances then differ only in the +-1 m offsets of the start
+and the goal.
+Writes ``maze_episodes/<name>.json`` (the summary and each episode's facts) and a plot of the 50
+tracks over the maze (``.png``) into the results folder, and the tracks themselves (every 5th
+step's torso x, y) to ``runs/maze_episodes/<name>.tracks.json``, which git ignores. A run's maze,
+seed and task instances come from its folder and name::
 
     python benchmarks/lsp_maze_episodes.py --policy oracle
     python benchmarks/lsp_maze_episodes.py --policy benchmarks/results/latent_space_priors/runs/antmaze-medium/none__seed0__progress20__alpha0.01__used
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -101,7 +105,21 @@ class Oracle:
             return self.expert.mu(x[None])[0].numpy()
 
 
-def run_actor(run_dir: Path, env, results: Path):
+def run_settings(run_dir: Path) -> dict:
+    """What a benchmark learner's run directory says of itself: its folder ``runs/antmaze-<size>`` and its name
+    (``<learner>__seed<s>`` then the variant suffixes of ``latent_space_priors._variant_suffix``) give the maze
+    size, the seed, the task instances (``__d4rl``) and the pre-trained artifacts (``Ant-v5``, ``__z<d>``)."""
+    folder, name = run_dir.resolve().parent.name, run_dir.name
+    size = folder.removeprefix("antmaze-")
+    seed = re.search(r"__seed(\d+)", name)
+    if size not in ("medium", "large") or seed is None:
+        raise SystemExit(f"{run_dir}: not a run of benchmarks/latent_space_priors.py (expected runs/antmaze-<size>/<learner>__seed<s>...)")
+    latent_dim = re.search(r"__z(\d+)", name)
+    return {"size": size, "seed": int(seed.group(1)), "instances": "d4rl" if "__d4rl" in name else "random",
+            "pretrained": "Ant-v5" + (f"__z{latent_dim.group(1)}" if latent_dim else "")}
+
+
+def run_actor(run_dir: Path, env, results: Path, pretrained: str):
     """``(env wrapped as the run's high level acted, act)`` for a benchmark learner's run directory."""
     import torch
 
@@ -117,7 +135,7 @@ def run_actor(run_dir: Path, env, results: Path):
         raise SystemExit(f"{run_dir}: not a latent space priors run (config.json metadata.method is {meta.get('method')!r})")
     if meta.get("integration") in ("options", "plan"):
         raise SystemExit(f"{run_dir}: {meta['integration']} acts through the prior; only none/explore/regularize runs are replayed")
-    _, _, low_level = _artifacts(results, "Ant-v5")
+    _, _, low_level = _artifacts(results, pretrained)
     subspace = None if meta.get("subspace") is None else LatentSubspace(**meta["subspace"])
     wrapped = LatentSpaceWrapper(env, low_level, observe_latents=meta["lsp"]["context"], proprioception=ANT_PROPRIOCEPTION,
                                  subspace=subspace)
@@ -130,9 +148,9 @@ def run_actor(run_dir: Path, env, results: Path):
     return wrapped, act
 
 
-def episode(env, maze, act, seed: int) -> dict:
-    """One episode's trace and summary; ``maze`` is the unwrapped :class:`AntMaze` under ``env``."""
-    walls = {i for i in range(maze.model.ngeom) if maze.model.geom(i).name.startswith("block_")}
+def episode(env, maze, act, seed: int, walls: set[int]) -> dict:
+    """One episode's trace and summary; ``maze`` is the unwrapped :class:`AntMaze` under ``env``, ``walls`` its
+    wall blocks' geom ids."""
     obs, info = env.reset(seed=seed)
     if hasattr(act, "set_goal"):
         act.set_goal(info["goal"])
@@ -213,13 +231,14 @@ def plot(maze, episodes: list[dict], title: str, path: Path) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--policy", required=True, help="'oracle' or a learner's run directory")
-    p.add_argument("--size", default="medium", choices=["medium", "large"])
+    p.add_argument("--size", default=None, choices=["medium", "large"], help="default: the run's maze, medium for the oracle")
     p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0, help="the learner's seed (instances are eval_seed(seed) + i)")
+    p.add_argument("--seed", type=int, default=None, help="instances are eval_seed(seed) + i (default: the run's seed, 0 for the oracle)")
     p.add_argument("--oracle-speed", type=float, default=1.0, help="m/s commanded to the oracle")
     p.add_argument("--oracle-clearance", type=float, default=1.0, help="metres the oracle's paths keep from the walls")
     p.add_argument("--oracle-lookahead", type=float, default=2.0, help="metres down the path the oracle aims at")
-    p.add_argument("--instances", default="random", choices=["random", "d4rl"], help="AntMaze's task instances")
+    p.add_argument("--instances", default=None, choices=["random", "d4rl"],
+                   help="AntMaze's task instances (default: the run's, random for the oracle)")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--name", default=None, help="output name (default: from the policy)")
     args = p.parse_args(argv)
@@ -229,22 +248,26 @@ def main(argv=None) -> None:
     from latentprior.envs.antmaze import AntMaze
     from latentprior.rl.run import eval_seed
 
-    maze = AntMaze(args.size, reward_type="progress", instances=args.instances)
     from gymnasium.wrappers import TimeLimit
 
     from latentprior.envs.antmaze import MAX_EPISODE_STEPS
 
+    run = None if args.policy == "oracle" else run_settings(Path(args.policy))
+    defaults = run or {"size": "medium", "seed": 0, "instances": "random"}
+    size, seed, instances = (defaults[k] if getattr(args, k) is None else getattr(args, k) for k in ("size", "seed", "instances"))
+    maze = AntMaze(size, reward_type="progress", instances=instances)
     env = TimeLimit(maze, MAX_EPISODE_STEPS)
-    if args.policy == "oracle":
+    if run is None:
         act = Oracle(maze, args.oracle_speed, args.oracle_clearance, args.oracle_lookahead)
         name = f"oracle{args.oracle_speed:g}__clearance{args.oracle_clearance:g}__lookahead{args.oracle_lookahead:g}"
+        name += "" if instances == "random" else f"__{instances}"
     else:
-        run_dir = Path(args.policy)
-        env, act = run_actor(run_dir, env, args.results)
-        name = run_dir.name
-    name = args.name or f"{args.size}__{name}" + ("" if args.instances == "random" else f"__{args.instances}")
+        env, act = run_actor(Path(args.policy), env, args.results, run["pretrained"])
+        name = Path(args.policy).name + ("" if instances == run["instances"] else f"__on_{instances}")
+    name = args.name or f"{size}__{name}"
     started = time.time()
-    episodes = [episode(env, maze, act, eval_seed(args.seed) + i) for i in range(args.episodes)]
+    walls = {i for i in range(maze.model.ngeom) if maze.model.geom(i).name.startswith("block_")}
+    episodes = [episode(env, maze, act, eval_seed(seed) + i, walls) for i in range(args.episodes)]
     summary = summarise(episodes)
     out = args.results / "maze_episodes"
     out.mkdir(parents=True, exist_ok=True)
@@ -252,8 +275,11 @@ def main(argv=None) -> None:
     plot(maze, episodes, title, out / f"{name}.png")
     from latentprior.io import atomic_write_json
 
-    atomic_write_json(out / f"{name}.json", {"summary": summary, "policy": args.policy, "size": args.size,
-                                             "instances": args.instances, "episodes": episodes,
+    tracks = args.results / "runs" / "maze_episodes" / f"{name}.tracks.json"
+    tracks.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(tracks, [{"seed": e["seed"], "goal": e["goal"], "track": e.pop("track")} for e in episodes])
+    atomic_write_json(out / f"{name}.json", {"summary": summary, "policy": args.policy, "size": size, "seed": seed,
+                                             "instances": instances, "episodes": episodes, "tracks": str(tracks.relative_to(args.results)),
                                              "command": command_line(), "machine": machine(), "date": now(),
                                              "wall_s": time.time() - started})
     print(json.dumps({"name": name, **summary}, indent=1))

@@ -119,7 +119,7 @@ class MazeDistance:
     :param to_xy: the cell ``(row, col)`` -> its centre's world ``(x, y)``.
     :param resolution: grid spacing in metres; ``cell_size`` must be a multiple of it.
     :param clearance: paths keep at least this many metres from the walls (0: half a grid step).
-        A legged robot is wider than a point: the ant's legs reach about 0.8 m from its torso, so
+        A legged robot is wider than a point: the ant's legs reach about 0.9 m from its torso, so
         a path that grazes a corner catches them there. Positions closer to a wall than
         ``clearance`` are measured through the nearest point that is not.
     """
