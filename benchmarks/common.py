@@ -143,7 +143,8 @@ def run_jobs(jobs: Sequence[Job], script: str, results: Path, workers: int = 1, 
             pending[job.name] = job
             continue
         status[job.name] = "done already"
-        if done.get("spec") != json.loads(json.dumps(job.spec)):
+        # (a result written before its benchmark used Job has no spec to compare)
+        if "spec" in done and done["spec"] != json.loads(json.dumps(job.spec)):
             old, new = done.get("spec", {}), json.loads(json.dumps(job.spec))
             changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
             print(f"{job.name}: done already, with other settings ({', '.join(changed)}); kept (delete "

@@ -28,18 +28,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import machine, mean_std, now
+from common import Job, command_line, csv_list, mean_std, results_folder, run_child, run_then_report
 
 ENV_ID = "HalfCheetah-v5"
-RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("ppo", "ppo-tuned", "sac", "ceiling")
 EVAL_EPISODES, EVAL_ENVS = 10, 5
 #: Speed ratios use only runs that finished at a 1-minute load average at most this (2 cores).
@@ -201,55 +197,46 @@ def _ceiling(backend: str, num_envs: int, steps: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------ driving
-def _jobs(args) -> list[dict]:
-    jobs = []
+def _jobs(args) -> list[Job]:
+    """One job per (part, method, seed), named ``<part>__<method>__seed<seed>`` (its result's file name)."""
+    runs = []
     for part in args.parts:
         if part == "ceiling":
-            for backend, n in [("sync", 1), ("sync", 16), ("envpool", 16)]:
-                jobs.append({"part": part, "method": f"{backend}-{n}", "seed": 0, "steps": args.ceiling_steps})
-            for dtype in ("fp32", "bf16"):
-                jobs.append({"part": part, "method": f"matmul-{dtype}", "seed": 0, "steps": 0})
+            runs += [(part, f"{backend}-{n}", 0, args.ceiling_steps) for backend, n in [("sync", 1), ("sync", 16), ("envpool", 16)]]
+            runs += [(part, f"matmul-{dtype}", 0, 0) for dtype in ("fp32", "bf16")]
             continue
         steps = args.sac_steps if part == "sac" else args.ppo_steps
         for seed in args.seeds:
             if part != "ppo-tuned" and seed in (args.sb3_sac_seeds if part == "sac" else args.seeds):
-                jobs.append({"part": part, "method": "sb3", "seed": seed, "steps": steps})
-            jobs.append({"part": part, "method": "ours", "seed": seed, "steps": steps})
+                runs.append((part, "sb3", seed, steps))
+            runs.append((part, "ours", seed, steps))
             if part == "sac":  # the opt-in bfloat16 matmuls, to weigh their speed against learning
-                jobs.append({"part": part, "method": "ours-bf16", "seed": seed, "steps": steps})
-    return jobs
+                runs.append((part, "ours-bf16", seed, steps))
+    return [Job(f"{part}__{method}__seed{seed}", part,
+                {"method": method, "seed": seed, "steps": steps, "eval_every": args.eval_every or max(steps // 10, 1)})
+            for part, method, seed, steps in runs]
 
 
-def _path(results: Path, job: dict) -> Path:
-    return results / f"{job['part']}__{job['method']}__seed{job['seed']}.json"
+def _handle(job: dict, results: Path) -> dict:
+    """The child's entry: one (part, method, seed) run in this process (``common.run_child`` writes the result).
 
-
-def run_job(job: dict, results: Path, eval_every: int, command: str) -> None:
-    """One (part, method, seed) run, in this process; writes its JSON last."""
-    from latentprior.io import atomic_write_json
-
-    started = now()
-    if job["part"] == "ceiling" and job["method"].startswith("matmul-"):
-        outcome = _matmul_ceiling(job["method"].removeprefix("matmul-"))
-    elif job["part"] == "ceiling":
-        backend, n = job["method"].split("-")
-        outcome = _ceiling(backend, int(n), job["steps"])
-    elif job["method"] == "sb3":
-        outcome = _sb3_run("sac" if job["part"] == "sac" else "ppo", job["seed"], job["steps"], eval_every)
+    The result keeps ``method``, ``seed`` and ``steps`` at its top level, as the results written
+    before ``common.Job`` have them, so :func:`report` reads both.
+    """
+    part, spec = job["part"], job["spec"]
+    method, seed, steps, eval_every = spec["method"], spec["seed"], spec["steps"], spec["eval_every"]
+    if part == "ceiling" and method.startswith("matmul-"):
+        outcome = _matmul_ceiling(method.removeprefix("matmul-"))
+    elif part == "ceiling":
+        backend, n = method.split("-")
+        outcome = _ceiling(backend, int(n), steps)
+    elif method == "sb3":
+        outcome = _sb3_run("sac" if part == "sac" else "ppo", seed, steps, eval_every)
     else:
-        run_dir = results / "runs" / f"{job['part']}__{job['method']}__seed{job['seed']}"
-        outcome = _ours_run(job["part"], job["method"], job["seed"], job["steps"], eval_every, run_dir)
+        outcome = _ours_run(part, method, seed, steps, eval_every, results / "runs" / job["name"])
     final = outcome["curve"][-1] if outcome["curve"] else {}
-    atomic_write_json(_path(results, job), {
-        **job, **outcome,
-        "final_return_mean": final.get("return_mean"),
-        "final_return_std": final.get("return_std"),
-        "env_id": ENV_ID,
-        "started": started,
-        "finished": now(),
-        "machine": machine(),
-        "command": command,
-    })
+    return {"method": method, "seed": seed, "steps": steps, **outcome, "final_return_mean": final.get("return_mean"),
+            "final_return_std": final.get("return_std"), "env_id": ENV_ID}
 
 
 # ------------------------------------------------------------------------------------- report
@@ -350,42 +337,19 @@ def main(argv=None) -> None:
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a child process's single run
     parser.add_argument("--parent-command", help=argparse.SUPPRESS)  # the command that launched it
     args = parser.parse_args(argv)
-    args.parts = [p for p in args.parts.split(",") if p]
+    if args.job:
+        run_child(json.loads(args.job), args.results, args.parent_command or command_line(), _handle)
+        return
+    args.parts, args.seeds, args.sb3_sac_seeds = csv_list(args.parts), csv_list(args.seeds, int), csv_list(args.sb3_sac_seeds, int)
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
-    args.seeds = [int(s) for s in args.seeds.split(",") if s]
-    args.sb3_sac_seeds = [int(s) for s in args.sb3_sac_seeds.split(",") if s]
     if args.quick:
         args.ppo_steps, args.sac_steps, args.ceiling_steps, args.seeds, args.sb3_sac_seeds = 4096, 600, 4000, [0], [0]
-    results = args.results or RESULTS / ("rl_core_quick" if args.quick else "rl_core")
-    if args.quick and not args.job:
-        shutil.rmtree(results, ignore_errors=True)  # a smoke check runs everything afresh
-    results.mkdir(parents=True, exist_ok=True)
-
-    if args.job:
-        job = json.loads(args.job)
-        every = args.eval_every or max(job["steps"] // 10, 1)
-        run_job(job, results, every, args.parent_command or " ".join(sys.argv))
-        return
-    if not args.report or args.quick:
-        for job in _jobs(args):
-            path = _path(results, job)
-            if path.is_file():
-                print(f"done already: {path.name}")
-                continue
-            print(f"running {path.name} ...", flush=True)
-            child = [sys.executable, __file__, "--job", json.dumps(job), "--results", str(results),
-                     "--parent-command", " ".join(["python", *sys.argv])]
-            if args.eval_every:
-                child += ["--eval-every", str(args.eval_every)]
-            t0 = time.perf_counter()
-            code = subprocess.call(child)
-            print(f"  {'finished' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - t0:,.0f} s", flush=True)
-    if args.report or args.quick:
-        text = report(results)
-        (results / "REPORT.md").write_text(text)
-        print(text)
+    results = results_folder(args.results, "rl_core", args.quick)
+    # One job at a time: the speeds measured are the point, and parallel runs would share the cores.
+    run_then_report(lambda: _jobs(args), __file__, results, 1, report,
+                    run=not args.report or args.quick, write_report=args.report or args.quick)
 
 
 if __name__ == "__main__":
