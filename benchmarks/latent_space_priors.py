@@ -952,7 +952,8 @@ def report(results: Path) -> str:
             goals += _maze_goals(task, task_section(task, True, f"## {task}\n\nNot run.", variant), variant)
     bisk_tasks = sorted({r["spec"]["task"] for r in learners if r["spec"]["task"] not in MAZES})
     for task in bisk_tasks or ["GoToTargets", "Hurdles"]:
-        not_run = f"## bisk {task}\n\nNot run (it needs a Bipedal Skills expert: --bisk-expert)."
+        not_run = (f"## bisk {task}\n\nNot run (`python benchmarks/latent_space_priors.py --parts bisk --bisk-tasks {task}`; "
+                   "the default robot's expert is committed, another robot needs --bisk-expert).")
         for variant in sorted({_variant_suffix(r["spec"]) for r in learners if r["spec"]["task"] == task}) or [""]:
             goals.append(_bisk_goal(task + variant, task_section(task, False, not_run, variant)))
     lines += ["", "## Goals", "", *goals]
