@@ -16,7 +16,9 @@ Policies (``--policy``):
 
 * a run directory of the benchmark's learners (``runs/antmaze-<size>/<run>``): the high level's
   deterministic action through the benchmark's VAE, low-level policy and (``__used`` runs) the same
-  latent subspace; the run's own ``config.json`` says which;
+  latent subspace; the run's own ``config.json`` says which. An ``options`` run's decision executes
+  its option (the action, then the prior's continuation) as in training; there the torso position
+  and wall contact are sampled once per decision. ``plan`` runs are not replayed;
 * ``oracle``: the shipped command-conditioned Ant expert (the demonstrations' source) steered down
   the geodesic distance field: every step its command is ``--oracle-speed`` m/s along the direction
   in which the geodesic distance falls fastest, on paths that keep ``--oracle-clearance`` m from the
@@ -124,21 +126,24 @@ def run_actor(run_dir: Path, env, results: Path, pretrained: str):
     import torch
 
     from latentprior.envs.antmaze import ANT_PROPRIOCEPTION
-    from latentprior.envs.latent_space import LatentSpaceWrapper
+    from latentprior.envs.latent_space import LatentSpaceWrapper, OptionsWrapper
     from latentprior.io import read_json
-    from latentprior.latent.lsp import LatentSubspace
+    from latentprior.latent.lsp import LatentSubspace, SubspacePrior
     from latentprior.rl.policy import load_policy
     from latent_space_priors import _artifacts  # the benchmark's own VAE, prior and low-level policy
 
     meta = read_json(run_dir / "config.json").get("metadata", {})
     if meta.get("method") != "lsp":
         raise SystemExit(f"{run_dir}: not a latent space priors run (config.json metadata.method is {meta.get('method')!r})")
-    if meta.get("integration") in ("options", "plan"):
-        raise SystemExit(f"{run_dir}: {meta['integration']} acts through the prior; only none/explore/regularize runs are replayed")
-    _, _, low_level = _artifacts(results, pretrained)
+    if meta.get("integration") == "plan":
+        raise SystemExit(f"{run_dir}: plan acts by the planner; only none/explore/regularize/options runs are replayed")
+    _, prior, low_level = _artifacts(results, pretrained)
     subspace = None if meta.get("subspace") is None else LatentSubspace(**meta["subspace"])
     wrapped = LatentSpaceWrapper(env, low_level, observe_latents=meta["lsp"]["context"], proprioception=ANT_PROPRIOCEPTION,
                                  subspace=subspace)
+    if meta.get("integration") == "options":  # each decision runs an option of the prior's latents, as in training
+        wrapped = OptionsWrapper(wrapped, prior if subspace is None else SubspacePrior(prior, subspace),
+                                 meta["lsp"]["option_length"], meta["lsp"]["option_temperature"])
     policy = load_policy(run_dir)
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -150,17 +155,20 @@ def run_actor(run_dir: Path, env, results: Path, pretrained: str):
 
 def episode(env, maze, act, seed: int, walls: set[int]) -> dict:
     """One episode's trace and summary; ``maze`` is the unwrapped :class:`AntMaze` under ``env``, ``walls`` its
-    wall blocks' geom ids."""
+    wall blocks' geom ids. An options run's decision spans ``info["option_steps"]`` environment steps: steps count
+    those, and the torso position and wall contact are sampled once per decision."""
     obs, info = env.reset(seed=seed)
     if hasattr(act, "set_goal"):
         act.set_goal(info["goal"])
-    start, track, contact, steps = info["geodesic_distance"], [maze.data.body("torso").xpos[:2].copy()], 0, 0
-    success_step = None
+    start, track, at = info["geodesic_distance"], [maze.data.body("torso").xpos[:2].copy()], [0]
+    contact, decisions, steps, success_step = 0, 0, 0, None
     done = False
     while not done:
         obs, _, terminated, truncated, info = env.step(act(obs))
-        steps += 1
+        steps += info.get("option_steps", 1)
+        decisions += 1
         track.append(maze.data.body("torso").xpos[:2].copy())
+        at.append(steps)
         d = maze.data
         contact += any((d.contact[k].geom1 in walls) != (d.contact[k].geom2 in walls) for k in range(d.ncon))
         if info.get("success") and success_step is None:
@@ -168,13 +176,15 @@ def episode(env, maze, act, seed: int, walls: set[int]) -> dict:
         done = terminated or truncated
     track = np.array(track)
     up = float(maze.data.body("torso").xmat.reshape(3, 3)[2, 2])
-    moved = float(np.linalg.norm(track[-1] - track[max(len(track) - 1 - STUCK_WINDOW, 0)]))
+    window_start = int(np.searchsorted(at, steps - STUCK_WINDOW))  # the first point within the last STUCK_WINDOW steps
+    moved = float(np.linalg.norm(track[-1] - track[window_start]))
+    every = max(1, round(5 * decisions / steps))  # about every 5th environment step
     return {
         "seed": seed, "success": success_step is not None, "success_step": success_step, "steps": steps,
         "start_distance": start, "final_distance": info["geodesic_distance"], "progress": start - info["geodesic_distance"],
         "path_length": float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()),
-        "flipped": up < 0, "stuck": success_step is None and moved < STUCK_METRES, "wall_contact": contact / steps,
-        "goal": [float(v) for v in info["goal"]], "track": track[::5].round(3).tolist(),
+        "flipped": up < 0, "stuck": success_step is None and moved < STUCK_METRES, "wall_contact": contact / decisions,
+        "goal": [float(v) for v in info["goal"]], "track": track[::every].round(3).tolist(),
     }
 
 
