@@ -780,7 +780,18 @@ def _learner_curves(group: list[dict]) -> dict[str, Any]:
         by_learner.setdefault(r["spec"]["learner"], []).append(r)
     curves = {name: mean_curve([Curve(np.array(r["curve"]["samples"]), np.array(r["curve"]["value"])) for r in rs])
               for name, rs in by_learner.items()}
-    return {"runs": by_learner, "curves": curves}
+    # Goals compare learners at equal budget: the shortest run's samples (a run continued past the others, say to
+    # the paper's 2M, is read at that point of its curve).
+    budget = min(r["curve"]["samples"][-1] for r in group) if group else 0
+    return {"runs": by_learner, "curves": curves, "budget": budget}
+
+
+def _at_budget(run: dict, budget: float) -> float:
+    """A run's evaluation at ``budget`` samples: its final one if it stopped there, else the last one before."""
+    samples = np.asarray(run["curve"]["samples"])
+    if samples[-1] <= budget:
+        return float(run["final"])
+    return float(np.asarray(run["curve"]["value"])[max(int(np.searchsorted(samples, budget, side="right")) - 1, 0)])
 
 
 def _report_task(task: str, group: list[dict], results: Path, success: bool) -> tuple[list[str], dict[str, Any]]:
@@ -835,8 +846,8 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
 
 
 def _best_integration(data: dict[str, Any]) -> tuple[str, float] | None:
-    finals = {name: float(np.mean([r["final"] for r in rs])) for name, rs in data["runs"].items()
-              if name not in ("scratch", "none")}
+    """The prior integration with the best mean evaluation at the common budget, and that value."""
+    finals = {name: _final(data, name) for name in data["runs"] if name not in ("scratch", "none")}
     if not finals:
         return None
     best = max(finals, key=finals.get)
@@ -844,8 +855,9 @@ def _best_integration(data: dict[str, Any]) -> tuple[str, float] | None:
 
 
 def _final(data: dict[str, Any], learner: str) -> float | None:
+    """A learner's mean evaluation over seeds at the common budget (``data["budget"]``)."""
     rs = data["runs"].get(learner)
-    return None if not rs else float(np.mean([r["final"] for r in rs]))
+    return None if not rs else float(np.mean([_at_budget(r, data["budget"]) for r in rs]))
 
 
 def _maze_goals(task: str, data: dict[str, Any] | None, variant: str = "") -> list[str]:
@@ -862,7 +874,7 @@ def _maze_goals(task: str, data: dict[str, Any] | None, variant: str = "") -> li
         else:
             reached = {n: steps_to_reach(data["curves"][n], GOALS["success"]) for n in data["runs"] if n not in ("scratch", "none")}
             within = {n: s for n, s in reached.items() if s is not None and s <= GOALS["success_samples"]}
-            shown = "; ".join(f"{n} {'never' if s is None else f'at {s:,.0f}'} (final {_final(data, n):.0%})" for n, s in reached.items())
+            shown = "; ".join(f"{n} {'never' if s is None else f'at {s:,.0f}'} ({_final(data, n):.0%} at {data['budget']:,.0f})" for n, s in reached.items())
             goals.append(f"- {label}: with the prior, >= {GOALS['success']:.0%} success within {GOALS['success_samples']:,} "
                          f"samples (mean curve over seeds): {shown}: **{_verdict(bool(within))}**")
     for baseline in ("none", "scratch"):
@@ -873,7 +885,8 @@ def _maze_goals(task: str, data: dict[str, Any] | None, variant: str = "") -> li
             continue
         gap = best[1] - value
         goals.append(f"- {label}: baseline `{baseline}` {value:.0%} vs the best prior integration `{best[0]}` {best[1]:.0%} "
-                     f"at the end: {100 * gap:+.0f} points (goal: behind by >= {100 * GOALS['behind']:.0f}): "
+                     f"at {data['budget']:,.0f} samples (the shortest run's): {100 * gap:+.0f} points (goal: behind by >= "
+                     f"{100 * GOALS['behind']:.0f}): "
                      f"**{_verdict(gap >= GOALS['behind'])}**")
     return goals
 
@@ -885,8 +898,8 @@ def _bisk_goal(task: str, data: dict[str, Any] | None) -> str:
         return f"- bisk {task}: best prior integration's return >= {GOALS['bisk_ratio']:g}x the baseline's (`none`): **not run**"
     ok = best[1] > 0 and best[1] >= GOALS["bisk_ratio"] * baseline
     ratio = f"{best[1] / baseline:.2f}x" if baseline > 0 else "baseline <= 0"
-    return (f"- bisk {task}: best prior integration `{best[0]}` {best[1]:.2f} vs baseline `none` {baseline:.2f} ({ratio}; goal "
-            f">= {GOALS['bisk_ratio']:g}x at equal budget): **{_verdict(ok)}**")
+    return (f"- bisk {task}: best prior integration `{best[0]}` {best[1]:.2f} vs baseline `none` {baseline:.2f} at "
+            f"{data['budget']:,.0f} samples ({ratio}; goal >= {GOALS['bisk_ratio']:g}x at equal budget): **{_verdict(ok)}**")
 
 
 def _report_reach(results: Path) -> list[str]:
@@ -946,15 +959,22 @@ def report(results: Path) -> str:
         lines.extend(["", *section])
         return data
 
+    def variants_of(task: str) -> list[str]:
+        """``task``'s sections: one per variant suffix, except a scratch-only one that a __z<d>/__used section shows."""
+        runs = [r for r in learners if r["spec"]["task"] == task]
+        variants = {_variant_suffix(r["spec"]) for r in runs}
+        absorbed = {v for v in variants if v in {re.sub(r"__z\d+|__used", "", w) for w in variants if w != v}
+                    and all(r["spec"]["learner"] == "scratch" for r in runs if _variant_suffix(r["spec"]) == v)}
+        return sorted(variants - absorbed) or [""]
+
     for task in MAZES:
-        variants = sorted({_variant_suffix(r["spec"]) for r in learners if r["spec"]["task"] == task}) or [""]
-        for variant in variants:
+        for variant in variants_of(task):
             goals += _maze_goals(task, task_section(task, True, f"## {task}\n\nNot run.", variant), variant)
     bisk_tasks = sorted({r["spec"]["task"] for r in learners if r["spec"]["task"] not in MAZES})
     for task in bisk_tasks or ["GoToTargets", "Hurdles"]:
         not_run = (f"## bisk {task}\n\nNot run (`python benchmarks/latent_space_priors.py --parts bisk --bisk-tasks {task}`; "
                    "the default robot's expert is committed, another robot needs --bisk-expert).")
-        for variant in sorted({_variant_suffix(r["spec"]) for r in learners if r["spec"]["task"] == task}) or [""]:
+        for variant in variants_of(task):
             goals.append(_bisk_goal(task + variant, task_section(task, False, not_run, variant)))
     lines += ["", "## Goals", "", *goals]
     return "\n".join(lines) + "\n"
