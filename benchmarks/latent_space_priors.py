@@ -35,7 +35,8 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   VAE (--sample-count sequences of --sample-steps frames at --video-size), written to
                   ``<results>/samples.mp4`` and linked from the report.
   antmaze-medium  High-level SAC (SB3's settings, learning starts --learning-starts) on AntMaze
-                  medium (``latentprior.envs.antmaze``: random start and goal per episode, sparse
+                  medium (``latentprior.envs.antmaze``; by default D4RL's fixed start and goal, the paper's
+                  task, whose 50 instances differ in +-1 m offsets, --maze-instances; sparse
                   reward 1 at the goal, which ends the episode, so a return is a success indicator)
                   for every learner of --maze-learners: ``scratch`` (plain SAC in the Ant's 8-d
                   action space from scratch, no demonstrations), ``none`` (SAC in the latent space
@@ -46,13 +47,15 @@ command continues; see ``benchmarks/common.py``). A part adds the jobs it needs 
                   seed (``eval_seed(seed) + i``), the same instances at every evaluation: the learning
                   curve is the success rate against environment samples (an option of 2 latents
                   counts 2 samples). Goals: with the prior, >= 80 % success within 1M samples; the
-                  baselines visibly behind (our threshold: by >= 20 points at the end). The paper
+                  baselines visibly behind (our threshold: by >= 20 points at the shortest run's budget). The paper
                   pre-trained on D4RL's AntMaze data (another ant model, see ``envs/antmaze.py``) and
                   trained with a dense reward of unstated form; here the pre-training data is
                   open-ground locomotion, and the learners train on the sparse success plus 20 x the
                   step's decrease of the geodesic distance to the goal (``AntMaze(reward_type=
                   "progress", progress_weight=20)``: the speed towards the goal in m/s; the defaults
-                  of --maze-reward and --progress-weight, jobs end in ``__progress20``). The curves
+                  of --maze-reward and --progress-weight, jobs end in ``__progress20``), measured on
+                  paths 1 m from the walls (--progress-clearance, ``__clearance1``); the high level acts
+                  in the VAE's used latent dimensions (--latent-subspace, ``__used``). The curves
                   stay success rates. --maze-reward sparse trains on the success alone: no learner
                   learnt from it (docs/BENCHMARKS.md).
   antmaze-large   The same learners on AntMaze large with the same (medium-maze) VAE, prior and
@@ -1028,13 +1031,14 @@ def main(argv=None) -> None:
         help="antmaze parts with --maze-reward progress: reward per metre of geodesic progress (AntMaze's "
              "progress_weight; jobs of another value end in __progress<w>). 20 = 1/dt makes the step's reward the "
              "speed towards the goal in m/s; at 1 a good step earns ~0.003, below the critic's noise")
-    add("--maze-instances", choices=["random", "d4rl"], default="random",
-        help="antmaze parts: AntMaze's task instances: start and goal cells drawn per episode (random, the harder "
-             "goal-conditioned task) or D4RL's fixed start and goal (d4rl, the paper's task; jobs end in __d4rl)")
-    add("--progress-clearance", type=float, default=0.0,
+    add("--maze-instances", choices=["random", "d4rl"], default="d4rl",
+        help="antmaze parts: AntMaze's task instances: D4RL's fixed start and goal (d4rl, the paper's task and the "
+             "default; jobs end in __d4rl) or start and goal cells drawn per episode (random, a harder goal-conditioned "
+             "task no learner here has learnt)")
+    add("--progress-clearance", type=float, default=1.0,
         help="antmaze parts with --maze-reward progress: the geodesic distance's paths keep this many metres from the "
-             "walls (AntMaze's progress_clearance; jobs end in __clearance<m>). 0: the shortest paths, which graze "
-             "corners the ant's legs catch on (benchmarks/lsp_maze_episodes.py)")
+             "walls (AntMaze's progress_clearance; jobs of a value above 0 end in __clearance<m>). 0: the shortest "
+             "paths, which graze corners the ant's legs catch on (benchmarks/lsp_maze_episodes.py)")
     add("--large-samples", type=int, default=1_000_000, help="antmaze-large: environment samples per run")
     add("--eval-every", type=int, default=50_000, help="environment samples between evaluations")
     add("--eval-instances", type=int, default=50, help="task instances per evaluation (one reset seed each)")
@@ -1042,9 +1046,11 @@ def main(argv=None) -> None:
         help="SAC's initial entropy coefficient of every high-level run (SB3's is 1; jobs and run folders of a value "
              "other than 1 end in __alpha<x>). With 32-d latent actions, 1 fills the critic with an entropy bonus of ~20 "
              "per step that takes hundreds of thousands of samples to drain (docs/BENCHMARKS.md)")
-    add("--latent-subspace", choices=["all", "used"], default="all",
-        help="latent dimensions the high level acts in: all (the paper's) or only those the VAE uses on the "
-             "training demonstrations (mean KL >= 0.01 nats per frame; the others held at their mean; jobs end in __used)")
+    add("--latent-subspace", choices=["all", "used"], default="used",
+        help="latent dimensions the high level acts in: only those the VAE uses on the training demonstrations "
+             "(used, the default: mean KL >= 0.01 nats per frame, the others held at their mean; jobs end in __used) "
+             "or all (the paper's; the Ant VAE uses 8 of 32, and with all 32 no learner got through the maze, "
+             "docs/BENCHMARKS.md)")
     add("--n-critics", type=int, default=2,
         help="critics of every high-level SAC run, the target taking their minimum (SB3's 2; jobs of another "
              "number end in __critics<n>). More critics are more pessimistic: the 32-d latent action space's "
