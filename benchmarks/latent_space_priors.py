@@ -645,6 +645,11 @@ def _variant_suffix(spec: dict) -> str:
                                           if spec.get(key) is not None)
 
 
+def _unsized(variant: str) -> str:
+    """A variant suffix without the settings scratch does not have (no VAE: its latent size and subspace)."""
+    return re.sub(r"__z\d+|__used", "", variant)
+
+
 def _task_maker(spec: dict) -> tuple[Callable, slice, str]:
     """``(make_task, proprioception slice, task id)`` of a learner's task."""
     kwargs = {"disable_env_checker": True}
@@ -951,7 +956,7 @@ def report(results: Path) -> str:
         group = [r for r in learners if r["spec"]["task"] == task and _variant_suffix(r["spec"]) == variant]
         # scratch uses no VAE: a section of a VAE latent size (__z<d>) or subspace (__used) shows the scratch
         # runs of its other settings
-        unsized = re.sub(r"__z\d+|__used", "", variant)
+        unsized = _unsized(variant)
         if unsized != variant and not any(r["spec"]["learner"] == "scratch" for r in group):
             group += [r for r in learners if r["spec"]["task"] == task and r["spec"]["learner"] == "scratch"
                       and _variant_suffix(r["spec"]) == unsized]
@@ -966,7 +971,7 @@ def report(results: Path) -> str:
         """``task``'s sections: one per variant suffix, except a scratch-only one that a __z<d>/__used section shows."""
         runs = [r for r in learners if r["spec"]["task"] == task]
         variants = {_variant_suffix(r["spec"]) for r in runs}
-        absorbed = {v for v in variants if v in {re.sub(r"__z\d+|__used", "", w) for w in variants if w != v}
+        absorbed = {v for v in variants if v in {_unsized(w) for w in variants if w != v}
                     and all(r["spec"]["learner"] == "scratch" for r in runs if _variant_suffix(r["spec"]) == v)}
         return sorted(variants - absorbed) or [""]
 
