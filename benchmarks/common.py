@@ -115,13 +115,18 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def run_jobs(jobs: Sequence[Job], script: str, results: Path, workers: int = 1, command: str = "") -> dict[str, str]:
+def run_jobs(
+    jobs: Sequence[Job], script: str, results: Path, workers: int = 1, command: str = "",
+    result_file: Callable[[Path, str], Path] = result_path,
+) -> dict[str, str]:
     """Run the jobs whose results are missing, ``workers`` at a time, each after the jobs it needs.
 
     A need that is not among ``jobs`` counts as finished when its result exists. A result may list
     ``outputs`` (paths relative to ``results``, or absolute) that later jobs read; when one of them
     is gone (a fresh clone has the committed JSONs but no run folders), the job runs again. Prints
-    one line per job (and a failed job's last log lines).
+    one line per job (and a failed job's last log lines). ``result_file(results, name)`` is where a
+    job's result is (default :func:`result_path`; a benchmark whose runs write their own result
+    inside their run folder passes its own).
 
     :return: each job's status: ``"done already"``, ``"finished"``, ``"failed"`` or ``"skipped"``.
     """
@@ -134,7 +139,8 @@ def run_jobs(jobs: Sequence[Job], script: str, results: Path, workers: int = 1, 
     by_name = {job.name: job for job in jobs}
     running: dict[Future, str] = {}  # job names by their future
     for job in jobs:
-        done = load_result(results, job.name)
+        file = result_file(results, job.name)
+        done = json.loads(file.read_text()) if file.is_file() else None
         missing = [o for o in (done or {}).get("outputs", []) if not (results / o).exists()]
         if missing:
             print(f"{job.name}: its result is there but not its outputs {missing} (run folders are not committed); "
@@ -148,7 +154,7 @@ def run_jobs(jobs: Sequence[Job], script: str, results: Path, workers: int = 1, 
             old, new = done.get("spec", {}), json.loads(json.dumps(job.spec))
             changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
             print(f"{job.name}: done already, with other settings ({', '.join(changed)}); kept (delete "
-                  f"{result_path(results, job.name)} to run it again with these)", flush=True)
+                  f"{file} to run it again with these)", flush=True)
     logs = _log_path(results, "*").parent
     print(f"{len(pending)} of {len(jobs)} jobs to run, {workers} at a time; logs in {logs}", flush=True)
 
@@ -157,7 +163,7 @@ def run_jobs(jobs: Sequence[Job], script: str, results: Path, workers: int = 1, 
             return "ok" if status[need] in ("done already", "finished") else "failed"
         if need in pending or need in running.values():
             return "wait"
-        return "ok" if result_path(results, need).is_file() else "failed"
+        return "ok" if result_file(results, need).is_file() else "failed"
 
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
         while pending or running:
@@ -181,7 +187,7 @@ def run_jobs(jobs: Sequence[Job], script: str, results: Path, workers: int = 1, 
             for future in done:
                 job = by_name[running.pop(future)]
                 code, seconds = future.result()
-                ok = code == 0 and result_path(results, job.name).is_file()
+                ok = code == 0 and result_file(results, job.name).is_file()
                 status[job.name] = "finished" if ok else "failed"
                 print(f"{job.name}: {'finished' if ok else f'FAILED (exit {code})'} in {seconds:,.0f} s", flush=True)
                 if not ok:

@@ -1,8 +1,9 @@
 """Benchmark: latent action priors (Hausdörfer et al. 2024) with the paper's demonstrations.
 
-Parts (each (env, variant, seed[, task]) run is one child process writing
-``<results>/<name>/result.json`` last; a run whose result.json exists is skipped, and an
-interrupted run resumes from its checkpoints, so rerunning the same command continues):
+Parts (each (env, variant, seed[, task]) run is one ``common.Job``: a child process writing
+``<results>/<name>/result.json`` last, its output in ``<results>/runs/logs/<name>.log``; a run whose
+result.json exists is skipped, and an interrupted run resumes from its checkpoints, so rerunning
+the same command continues; see ``benchmarks/common.py``):
 
   main      HalfCheetah-v5 and Ant-v5, every variant (ppo, ppo+style, ppo+latent, ppo+latent+style,
             ppo+latent-only, ppo+resrl+style, bc), --steps per run, 5 seeds.
@@ -35,18 +36,15 @@ import argparse
 import datetime
 import json
 import shlex
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
+from common import Job, command_line, csv_list, mean_curve, results_folder, run_jobs
 from latentprior.experiments.lap import VARIANTS
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 DATA = HERE.parents[1] / "shared" / "data" / "latent_action_priors"
 PARTS = ("main", "transfer", "humanoid")
 #: The paper's demonstration file of each environment.
@@ -58,13 +56,9 @@ QUICK = {"total_steps": 2048, "prior_epochs": 200, "bc_epochs": 50, "eval_episod
          "ppo": {"n_steps": 512, "batch_size": 64, "eval_envs": 2}}
 
 
-def _csv(text: str) -> list[str]:
-    return [item for item in text.split(",") if item]
-
-
 # ----------------------------------------------------------------------------------------- jobs
-def _jobs(args) -> list[dict]:
-    """Every run the arguments ask for: its folder name and its LAPExperiment fields."""
+def _jobs(args) -> list[Job]:
+    """Every run the arguments ask for: its folder name, and its LAPExperiment fields as the spec."""
     from latentprior.data.lap import PAPER_LATENT_SIZES
 
     jobs = []
@@ -88,7 +82,7 @@ def _jobs(args) -> list[dict]:
                 name += f"__sharpness{args.tracking_sharpness:g}"
         if args.quick:
             experiment.update(QUICK)
-        jobs.append({"part": part, "name": name, "experiment": experiment})
+        jobs.append(Job(name, part, experiment))
 
     for seed in args.seeds:
         for env_id in args.envs:
@@ -104,24 +98,22 @@ def _jobs(args) -> list[dict]:
     return jobs
 
 
+def result_file(results: Path, name: str) -> Path:
+    """Where a run's result is: ``run_lap_experiment`` writes it last, inside the run's folder."""
+    return Path(results) / name / "result.json"
+
+
 def run_job(job: dict, results: Path, command: str) -> None:
-    """One run, in this process (a child of the benchmark)."""
+    """One run, in this process (a child of the benchmark; ``job`` is a :class:`common.Job` as a dict)."""
     import torch
 
+    from common import machine
     from latentprior.experiments.lap import LAPExperiment, run_lap_experiment
-    from rl_core import machine  # the same machine facts as the RL core benchmark
 
     torch.set_num_threads(1)
-    experiment = LAPExperiment.from_dict(job["experiment"])
-    run_lap_experiment(experiment, results / job["name"], progress=False,
+    experiment = LAPExperiment.from_dict(job["spec"])
+    run_lap_experiment(experiment, result_file(results, job["name"]).parent, progress=False,
                        metadata={"part": job["part"], "command": command, "machine": machine()})
-
-
-def _launch(job: dict, results: Path, command: str) -> tuple[str, int, float]:
-    child = [sys.executable, __file__, "--job", json.dumps(job), "--results", str(results), "--parent-command", command]
-    t0 = time.perf_counter()
-    code = subprocess.call(child)
-    return job["name"], code, time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------------------- report
@@ -129,9 +121,7 @@ def _mean_curve(runs: list[dict]):
     """The seeds' task-return curves averaged on the evaluation steps they all have (mean, std over seeds)."""
     from latentprior.experiments.report import Curve
 
-    common = sorted(set.intersection(*(set(r["curve"]["steps"]) for r in runs)))
-    values = np.array([[dict(zip(r["curve"]["steps"], r["curve"]["task_return_mean"]))[s] for s in common] for r in runs])
-    return Curve(np.array(common), values.mean(0), values.std(0))
+    return mean_curve([Curve(np.array(r["curve"]["steps"]), np.array(r["curve"]["task_return_mean"])) for r in runs])
 
 
 def _fmt(value: float | None, suffix: str = "") -> str:
@@ -387,16 +377,15 @@ def main(argv=None) -> None:
     parser.add_argument("--job", help=argparse.SUPPRESS)  # a child process's single run
     parser.add_argument("--parent-command", help=argparse.SUPPRESS)  # the command that launched it
     args = parser.parse_args(argv)
-    args.parts, args.envs, args.seeds = _csv(args.parts), _csv(args.envs), [int(s) for s in _csv(args.seeds)]
-    args.variants, args.transfer_variants = _csv(args.variants), _csv(args.transfer_variants)
+    args.parts, args.envs, args.seeds = csv_list(args.parts), csv_list(args.envs), csv_list(args.seeds, int)
+    args.variants, args.transfer_variants = csv_list(args.variants), csv_list(args.transfer_variants)
     for what, chosen, known in [("parts", args.parts, PARTS), ("envs", args.envs, DEMONSTRATIONS),
                                 ("variants", args.variants + args.transfer_variants, VARIANTS)]:
         if set(chosen) - set(known):
             parser.error(f"unknown {what} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
     if args.quick:
         args.seeds = [0]
-    results = args.results or RESULTS / ("latent_action_priors_quick" if args.quick else "latent_action_priors")
-    results.mkdir(parents=True, exist_ok=True)
+    results = results_folder(args.results, "latent_action_priors", args.quick)
 
     if args.job:
         run_job(json.loads(args.job), results, args.parent_command or shlex.join(sys.argv))
@@ -405,18 +394,7 @@ def main(argv=None) -> None:
         if not args.allow_pickle:
             parser.error("the paper's demonstrations are pickled .npy files and unpickling can run code; "
                          "pass --allow-pickle if you trust them (see --help)")
-        command = shlex.join(["python", *sys.argv])
-        todo = []
-        for job in _jobs(args):
-            if (results / job["name"] / "result.json").is_file():
-                print(f"done already: {job['name']}")
-            else:
-                todo.append(job)
-        print(f"{len(todo)} runs to do, {args.workers} at a time", flush=True)
-        with ThreadPoolExecutor(max_workers=max(args.workers, 1)) as pool:
-            for future in as_completed([pool.submit(_launch, job, results, command) for job in todo]):
-                name, code, seconds = future.result()
-                print(f"{name}: {'finished' if code == 0 else f'FAILED (exit {code})'} in {seconds:,.0f} s", flush=True)
+        run_jobs(_jobs(args), __file__, results, args.workers, command_line(), result_file=result_file)
     if args.report or args.quick:
         text = report(results, args.data, args.allow_pickle)
         (results / "REPORT.md").write_text(text)
