@@ -718,7 +718,9 @@ def _learner(spec: dict, results: Path) -> dict:
     curve = read_curve(run_dir / "metrics.csv", y="eval/task_return_mean" if shaped else "eval/return_mean")
     final = json.loads((run_dir / "eval.json").read_text())
     if shaped:
+        shaped_curve = read_curve(run_dir / "metrics.csv", y="eval/return_mean")
         out["shaped_final"] = final["return_mean"]
+        out["shaped_curve"] = {"samples": (shaped_curve.steps * per_step).tolist(), "value": shaped_curve.returns.tolist()}
     score = "task_return" if shaped else "return"
     return {
         **out,
@@ -794,12 +796,20 @@ def _learner_curves(group: list[dict]) -> dict[str, Any]:
     return {"runs": by_learner, "curves": curves, "budget": budget}
 
 
-def _at_budget(run: dict, budget: float) -> float:
-    """A run's evaluation at ``budget`` samples: its final one if it stopped there, else the last one before."""
-    samples = np.asarray(run["curve"]["samples"])
+def _at_budget(run: dict, budget: float, curve: str = "curve", final: str = "final") -> float | None:
+    """A run's evaluation at ``budget`` samples: its final one if it stopped there, else the last one before.
+
+    ``curve``/``final``: which of the run's curves (``"shaped_curve"``/``"shaped_final"``: the shaped
+    return); ``None`` where the run went past ``budget`` without keeping that curve.
+    """
+    if run.get(final) is None:
+        return None
+    samples = np.asarray(run[curve]["samples"] if curve in run else run["curve"]["samples"])
     if samples[-1] <= budget:
-        return float(run["final"])
-    return float(np.asarray(run["curve"]["value"])[max(int(np.searchsorted(samples, budget, side="right")) - 1, 0)])
+        return float(run[final])
+    if curve not in run:
+        return None
+    return float(np.asarray(run[curve]["value"])[max(int(np.searchsorted(samples, budget, side="right")) - 1, 0)])
 
 
 def _report_task(task: str, group: list[dict], results: Path, success: bool) -> tuple[list[str], dict[str, Any]]:
@@ -809,6 +819,8 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
     from latentprior.rl.prior_integrations import INTEGRATIONS
 
     data = _learner_curves(group)
+    spec = group[0]["spec"]
+    progress = success and spec.get("reward_type") == "progress"
     scale, unit = (100.0, " %") if success else (1.0, "")
     what = {"scratch": "plain SAC in the robot's action space from scratch", **INTEGRATIONS}
     rows = []
@@ -817,16 +829,17 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
         reach = steps_to_reach(curve, GOALS["success"]) if success else None
         train_h = [r["train_s"] / 3600 for r in rs if r.get("train_s") is not None]
         rows.append([learner, what[learner], ",".join(str(r["spec"]["seed"]) for r in rs),
-                     f"{max(r['curve']['samples'][-1] for r in rs):,.0f}",
-                     mean_std([r["final"] for r in rs], 1, scale, unit), f"{scale * curve.returns.max():,.1f}{unit}",
+                     ", ".join(f"{n:,.0f}" for n in sorted({r["curve"]["samples"][-1] for r in rs})),
+                     mean_std([_at_budget(r, data["budget"]) for r in rs], 1, scale, unit),
+                     *([_progress_at_budget(rs, data["budget"])] if progress else []),
+                     f"{scale * curve.returns.max():,.1f}{unit}",
                      *(["never" if reach is None else f"{reach:,.0f}"] if success else []),
                      mean_std(train_h, 2), mean_std([r.get("samples_per_s") for r in rs], 0)])
         if learner == "plan" and all(r.get("planner") for r in rs):
             rows.append(["plan (planner acting)", "the same runs, evaluated with the planner choosing the latents", "", "",
                          mean_std([r["planner"].get("planner/task_return_mean", r["planner"]["planner/return_mean"]) for r in rs],
-                                  1, scale, unit), "", *([""] if success else []),
+                                  1, scale, unit), *([""] if progress else []), "", *([""] if success else []),
                          "", ""])
-    spec = group[0]["spec"]
     reward = spec.get("reward_type", "sparse")
     if spec.get("progress_weight") is not None:
         reward = f"{reward} x {spec['progress_weight']:g}"
@@ -837,7 +850,9 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
     ylabel = f"success rate over {spec['eval_instances']} instances" if success else f"return over {spec['eval_instances']} instances"
     plot_curves(data["curves"], results / f"{task}.png", title=title, xlabel="environment samples", ylabel=ylabel,
                 reference={f"goal {GOALS['success']:.0%}": GOALS["success"]} if success else None)
-    header = ["learner", "what", "seeds", "samples", f"final {'success' if success else 'return'} (mean ± std over seeds)",
+    header = ["learner", "what", "seeds", "samples",
+              f"{'success' if success else 'return'} at {data['budget']:,.0f} samples (mean ± std over seeds)",
+              *([f"progress at {data['budget']:,.0f} samples (m of geodesic distance; mean ± std)"] if progress else []),
               "best evaluation (mean curve)", *([f"samples to {GOALS['success']:.0%} (mean curve)"] if success else []),
               "train time (h)", "samples/s at the end"]
     lines = [f"## {title}", "",
@@ -849,8 +864,25 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
                  + ")`); an "
                  "instance counts as a success when the ant reaches the goal (the sparse score in `info['task_reward']`, "
                  "episode ends there).") if success else "returns are the task's sparse reward.") + " Curves: mean over seeds, band ± std.", "",
-             markdown_table(header, rows), "", f"![{task}]({task}.png)", ""]
+             markdown_table(header, rows), ""]
+    longer = [f"`{learner}` seed {r['spec']['seed']}: {scale * r['final']:,.1f}{unit} at {r['curve']['samples'][-1]:,.0f}"
+              + (f" ({r['shaped_final'] / r['spec'].get('progress_weight', 1.0):.1f} m)" if progress and r.get("shaped_final") is not None else "")
+              for learner, rs in data["runs"].items() for r in rs if r["curve"]["samples"][-1] > data["budget"]]
+    if longer:
+        lines += [f"Runs continued past the common budget ({data['budget']:,.0f} samples), at their end: "
+                  + "; ".join(longer) + ".", ""]
+    lines += [f"![{task}]({task}.png)", ""]
     return lines, data
+
+
+def _progress_at_budget(runs: list[dict], budget: float) -> str:
+    """The runs' progress towards the goal at ``budget`` samples, in metres: the shaped evaluation return
+    over the progress weight (it also holds the sparse success, at most 1 / weight m). Runs that went past
+    ``budget`` before their shaped curve was recorded have no value there: counted as "n of N seeds"."""
+    values = [None if v is None else v / r["spec"].get("progress_weight", 1.0)
+              for r in runs for v in [_at_budget(r, budget, "shaped_curve", "shaped_final")]]
+    known = [v for v in values if v is not None]
+    return mean_std(known, 1) + ("" if len(known) == len(values) else f" ({len(known)} of {len(values)} seeds)")
 
 
 def _best_integration(data: dict[str, Any]) -> tuple[str, float] | None:
