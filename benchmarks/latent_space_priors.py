@@ -122,6 +122,10 @@ steps 30-50 s, the planner's final evaluation of them 13 min. Every job JSON rec
     python benchmarks/latent_space_priors.py --parts bisk                 # with the committed HalfCheetah expert
     python benchmarks/latent_space_priors.py --quick --experts-dir /tmp/quick_experts --random-demos  # smoke, minutes
     python benchmarks/latent_space_priors.py --report                     # REPORT.md from the results
+    python benchmarks/latent_space_priors.py --curves 'antmaze-medium__*'  # each run's evaluations (and progress, m)
+
+A fresh clone holds the results' JSONs but not their run folders: the pre-training jobs run again
+(~25 min on 2 cores) and reproduce the committed results exactly (session 15, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -963,6 +967,30 @@ def _report_reach(results: Path) -> list[str]:
     return lines
 
 
+def curves(results: Path, pattern: str) -> str:
+    """Each matching learner run's evaluations, one line per run: the task score (success in per cent
+    on AntMaze) and, where the run kept its shaped-return curve, its progress in metres."""
+    lines = []
+    for file in sorted(Path(results).glob(f"{pattern}.json")):
+        run = json.loads(file.read_text())
+        if run.get("spec", {}).get("kind") != "learner":
+            continue
+        success = run["spec"]["task"] in MAZES
+        scale = 100.0 if success else 1.0
+        samples, values = run["curve"]["samples"], run["curve"]["value"]
+        lines.append(f"{run['name']}: {len(samples)} evaluations to {samples[-1]:,.0f} samples, every "
+                     f"{samples[1] - samples[0] if len(samples) > 1 else samples[0]:,.0f}; "
+                     f"{'success (%)' if success else 'return'}: " + " ".join(f"{scale * v:.1f}" for v in values)
+                     + f"; final {scale * run['final']:.1f}")
+        weight = run["spec"].get("progress_weight", 1.0)
+        if success and "shaped_curve" in run:
+            lines.append("    progress (m): " + " ".join(f"{v / weight:.1f}" for v in run["shaped_curve"]["value"])
+                         + f"; final {run['shaped_final'] / weight:.1f}")
+        elif success and run.get("shaped_final") is not None:
+            lines.append(f"    progress (m): final {run['shaped_final'] / weight:.1f} (no curve kept)")
+    return "\n".join(lines) if lines else f"no learner result matches {pattern}.json in {results}"
+
+
 def report(results: Path) -> str:
     all_runs = load_results(results)
     runs = {r["name"]: r for r in all_runs}
@@ -1116,6 +1144,9 @@ def main(argv=None) -> None:
     add("--quick", action="store_true",
         help=f"tiny budgets, seed 0, into benchmarks/results/{NAME}_quick (emptied first unless --results is given), then --report")
     add("--report", action="store_true", help="write REPORT.md from the results and print it")
+    add("--curves", metavar="PATTERN", default=None,
+        help="print the evaluation curve of every learner run whose result name matches the glob PATTERN "
+             "(e.g. 'antmaze-large__*'), with its progress in metres where it kept one, then exit")
     add("--job", help=argparse.SUPPRESS)             # a child process's single job
     add("--parent-command", help=argparse.SUPPRESS)  # the command that launched it
     args = parser.parse_args(argv)
@@ -1141,6 +1172,9 @@ def main(argv=None) -> None:
         if set(chosen) - set(known):
             parser.error(f"unknown {what} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
     args.results = results_folder(args.results, NAME, args.quick)
+    if args.curves is not None:
+        print(curves(args.results, args.curves))
+        return
 
     def make_jobs() -> list[Job]:
         jobs = _jobs(args)
