@@ -125,7 +125,7 @@ steps 30-50 s, the planner's final evaluation of them 13 min. Every job JSON rec
     python benchmarks/latent_space_priors.py --curves 'antmaze-medium__*'  # each run's evaluations (and progress, m)
 
 A fresh clone holds the results' JSONs but not their run folders: the pre-training jobs run again
-(~25 min on 2 cores) and reproduce the committed results exactly (session 15, docs/BENCHMARKS.md).
+(~16 min per robot on one core) and reproduce the committed results exactly (session 15, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
