@@ -870,7 +870,7 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
                  "episode ends there).") if success else "returns are the task's sparse reward.") + " Curves: mean over seeds, band ± std.", "",
              markdown_table(header, rows), ""]
     longer = [f"`{learner}` seed {r['spec']['seed']}: {scale * r['final']:,.1f}{unit} at {r['curve']['samples'][-1]:,.0f}"
-              + (f" ({r['shaped_final'] / r['spec'].get('progress_weight', 1.0):.1f} m)" if progress and r.get("shaped_final") is not None else "")
+              + (f" ({_metres(r, r['shaped_final']):.1f} m)" if progress and r.get("shaped_final") is not None else "")
               for learner, rs in data["runs"].items() for r in rs if r["curve"]["samples"][-1] > data["budget"]]
     if longer:
         lines += [f"Runs continued past the common budget ({data['budget']:,.0f} samples), at their end: "
@@ -879,12 +879,16 @@ def _report_task(task: str, group: list[dict], results: Path, success: bool) -> 
     return lines, data
 
 
+def _metres(run: dict, shaped_return: float) -> float:
+    """An AntMaze run's shaped (progress) return in metres of geodesic progress: over its progress weight."""
+    return shaped_return / run["spec"].get("progress_weight", 1.0)
+
+
 def _progress_at_budget(runs: list[dict], budget: float) -> str:
     """The runs' progress towards the goal at ``budget`` samples, in metres: the shaped evaluation return
     over the progress weight (it also holds the sparse success, at most 1 / weight m). Runs that went past
     ``budget`` before their shaped curve was recorded have no value there: counted as "n of N seeds"."""
-    values = [None if v is None else v / r["spec"].get("progress_weight", 1.0)
-              for r in runs for v in [_at_budget(r, budget, "shaped_curve", "shaped_final")]]
+    values = [None if v is None else _metres(r, v) for r in runs for v in [_at_budget(r, budget, "shaped_curve", "shaped_final")]]
     known = [v for v in values if v is not None]
     return mean_std(known, 1) + ("" if len(known) == len(values) else f" ({len(known)} of {len(values)} seeds)")
 
@@ -982,12 +986,11 @@ def curves(results: Path, pattern: str) -> str:
                      f"{samples[1] - samples[0] if len(samples) > 1 else samples[0]:,.0f}; "
                      f"{'success (%)' if success else 'return'}: " + " ".join(f"{scale * v:.1f}" for v in values)
                      + f"; final {scale * run['final']:.1f}")
-        weight = run["spec"].get("progress_weight", 1.0)
         if success and "shaped_curve" in run:
-            lines.append("    progress (m): " + " ".join(f"{v / weight:.1f}" for v in run["shaped_curve"]["value"])
-                         + f"; final {run['shaped_final'] / weight:.1f}")
+            lines.append("    progress (m): " + " ".join(f"{_metres(run, v):.1f}" for v in run["shaped_curve"]["value"])
+                         + f"; final {_metres(run, run['shaped_final']):.1f}")
         elif success and run.get("shaped_final") is not None:
-            lines.append(f"    progress (m): final {run['shaped_final'] / weight:.1f} (no curve kept)")
+            lines.append(f"    progress (m): final {_metres(run, run['shaped_final']):.1f} (no curve kept)")
     return "\n".join(lines) if lines else f"no learner result matches {pattern}.json in {results}"
 
 
