@@ -274,6 +274,29 @@ def test_cached_sampling_equals_uncached_sampling(prior, vae, data):
     torch.testing.assert_close(distribution.loc, whole.loc, atol=1e-5, rtol=0)
 
 
+def test_many_continuations_of_a_few_histories_share_the_history_and_equal_repeating_it(prior, vae, data):
+    # What the planner asks for: n continuations of each of a few histories. The shared keys and
+    # values must give the samples of the same histories repeated n times, in every regime of the
+    # window (context 16 here): room to extend (5 latents), filling up then sliding (14), sliding
+    # from the start (20), and continuations longer than the window (20 steps).
+    z = vae.encode(data[1][0].observations[:20])
+    for length, steps in [(5, 8), (14, 6), (20, 4), (14, 20)]:
+        history = torch.stack([z[:length], z.flip(0)[:length]])
+        shared = prior.sample(steps, 2 * 7, history, torch.Generator().manual_seed(3), temperature=2.0)
+        repeated = history.repeat_interleave(7, dim=0)
+        reference = prior.sample(steps, 14, repeated, torch.Generator().manual_seed(3), temperature=2.0, cache=False)
+        assert shared.shape == (14, steps, 8)
+        torch.testing.assert_close(shared, reference, atol=1e-4, rtol=0)
+        assert not torch.allclose(shared[0], shared[1])  # independent continuations of one row
+    lengths = torch.tensor([3, 9])
+    history = torch.stack([z[:9], z[5:14]])
+    grouped = prior.sample(5, 6, history, torch.Generator().manual_seed(0), lengths=lengths, temperature=0)
+    for row, n in enumerate(lengths.tolist()):
+        alone = prior.sample(5, 1, history[row : row + 1, :n], temperature=0)[0]
+        for copy in range(3):
+            torch.testing.assert_close(grouped[3 * row + copy], alone, atol=1e-5, rtol=0)
+
+
 def test_histories_of_different_lengths_in_one_batch(prior, vae, data):
     history = vae.encode(data[1][0].observations[:6])[None].expand(3, -1, -1)
     lengths = torch.tensor([0, 3, 6])

@@ -197,3 +197,52 @@ def test_plan_executes_the_best_scoring_candidate_and_replans_on_schedule():
 
     with pytest.raises(LatentPriorError, match="no score"):
         LatentPlanner(prior, no_history, config).plan(torch.zeros(1, 5))
+
+
+class Continuer:
+    """A prior stand-in: uniform random first latents without context; with one, it continues the
+    row's last latent by +0.01 per step (so a continuation shows which latent it was given)."""
+
+    latent_dim, context, device = D, 4, torch.device("cpu")
+
+    def sample(self, num_steps, batch=1, context=None, generator=None, *, lengths=None, temperature=1.0, mixture_temperature=None):
+        if (lengths == 0).all():
+            return torch.rand(batch, num_steps, D, generator=generator) * 2 - 1
+        rows = len(context)
+        last = context[torch.arange(rows), lengths - 1]
+        steps = 0.01 * torch.arange(1, num_steps + 1)
+        return (last[:, None] + steps[None, :, None]).repeat_interleave(batch // rows, dim=0)
+
+
+def test_a_first_latent_score_draws_the_continuation_of_the_best_candidate_alone():
+    # The critics score Q(s, z_0). The planner then draws first latents only and continues the best
+    # one from the prior given it.
+    target = torch.tensor([0.5, -0.5, 0.2])
+
+    def whole(obs, candidates):
+        return -(candidates[:, :, 0] - target).norm(dim=-1)
+
+    def first(obs, candidates):
+        assert candidates.shape[2] == 1
+        return whole(obs, candidates)
+
+    first.first_latent_only = True
+    config = LSPIntegrationConfig(context=2, plan_rollouts=64, plan_horizon=4, plan_replan_interval=4)
+    best, candidates, scores = LatentPlanner(Continuer(), no_history, config, first).plan(torch.zeros(3, 5))
+    assert candidates.shape == (3, 64, 1, D) and best.shape == (3, 4, D)
+    torch.testing.assert_close(best[:, 0], candidates[torch.arange(3), scores.argmax(1), 0])
+    torch.testing.assert_close(best[:, 1:], best[:, :1] + 0.01 * torch.arange(1, 4)[None, :, None])  # given the chosen z_0
+
+    # With a real prior the executed plans follow the same distribution as with candidates drawn
+    # whole (the same score without the attribute), for histories of 0, 1 and 2 latents.
+    prior = untrained_prior(context=8, seed=3)
+    config = dataclasses.replace(config, plan_rollouts=16, plan_temperature=1.0)
+    history = lambda obs: (torch.full((len(obs), 2, D), 0.3), torch.tensor([0, 1, 2])[: len(obs)])  # noqa: E731
+    plans = {}
+    for name, score in (("whole", whole), ("first", first)):
+        planner = LatentPlanner(prior, history, config, score, seed=1)
+        plans[name] = torch.stack([planner.plan(torch.zeros(3, 5))[0] for _ in range(300)])  # (300, 3, H, D)
+    mean = {name: p.mean(0) for name, p in plans.items()}
+    std = {name: p.std(0) for name, p in plans.items()}
+    assert (mean["whole"] - mean["first"]).abs().max() < 5 * std["whole"].max() * (2 / 300) ** 0.5
+    torch.testing.assert_close(std["first"], std["whole"], atol=0.05, rtol=0.15)

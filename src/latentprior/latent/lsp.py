@@ -828,6 +828,12 @@ class TanhGaussianMixture:
         dims = list(dims)
         return TanhGaussianMixture(self.logits, self.loc[..., dims], self.scale[..., dims])
 
+    def repeat_interleave(self, repeats: int) -> "TanhGaussianMixture":
+        """Batch shape ``(B,)`` -> ``(B * repeats,)``: each row's distribution ``repeats`` times in a row."""
+        if repeats == 1:
+            return self
+        return TanhGaussianMixture(*(t.repeat_interleave(repeats, dim=0) for t in (self.logits, self.loc, self.scale)))
+
     def select(self, index: torch.Tensor) -> "TanhGaussianMixture":
         """For batch shape ``(B, T)``: row ``b``'s distribution at position ``index[b]``, batch shape ``(B,)``."""
         rows = torch.arange(len(index), device=index.device)
@@ -1072,9 +1078,12 @@ class LatentPrior:
         authors found to transition between demonstrations; with it they continue the given latents.
 
         :param num_steps: latents to generate.
-        :param batch: sequences to generate; a one-row ``context`` is repeated ``batch`` times, a
-            ``B``-row one needs ``batch`` 1 (taken as ``B``) or ``B``.
-        :param context: latents to continue, shape ``(1 or B, t, latent_dim)``; each new latent
+        :param batch: sequences to generate; with a ``B``-row ``context``, 1 (taken as ``B``) or a
+            multiple ``B * n``: each row is continued ``n`` times independently, in consecutive output
+            rows (a one-row context ``batch`` times). The ``n`` continuations of a row share the
+            transformer's work on the row's history, computed once: sampling many continuations of a
+            few histories, as the planner does, costs about the new latents alone.
+        :param context: latents to continue, shape ``(B, t, latent_dim)``; each new latent
             conditions on the last :attr:`context` latents before it. Not included in the output.
         :param generator: torch generator on the prior's device, for repeatable samples.
         :param lengths: contexts of different lengths: row ``b`` continues ``context[b, :lengths[b]]``
@@ -1090,47 +1099,67 @@ class LatentPrior:
         """
         if num_steps < 0 or batch < 1:
             raise LSPError(f"sample needs num_steps >= 0 and batch >= 1, got {num_steps} and {batch}")
-        if context is None:
-            history = torch.zeros(batch, 0, self.latent_dim, device=self.device)
-        else:
-            history = self._latents(context, "context", 0)
-            if len(history) == 1:
-                history = history.expand(batch, -1, -1)
-            elif batch not in (1, len(history)):
-                raise LSPError(f"context has {len(history)} rows, which does not fit batch = {batch}")
+        history = (torch.zeros(1, 0, self.latent_dim, device=self.device) if context is None
+                   else self._latents(context, "context", 0))
+        rows = len(history)
+        if batch == 1 or batch % rows:
+            if batch != 1 and rows != 1:
+                raise LSPError(f"context has {rows} rows, which does not fit batch = {batch} "
+                               f"(1, or a multiple of the rows: each row continued batch / rows times)")
+            batch = max(batch, rows)
+        repeats = batch // rows
         draw = functools.partial(
             TanhGaussianMixture.sample, generator=generator, temperature=temperature, mixture_temperature=mixture_temperature
         )
         if lengths is not None:
             lengths = torch.as_tensor(lengths).long().cpu()
-            if lengths.shape != (len(history),) or (lengths < 0).any() or (lengths > history.shape[1]).any():
-                raise LSPError(f"lengths must be ({len(history)},) in [0, {history.shape[1]}], got {lengths.tolist()}")
-            out = torch.empty(len(history), num_steps, self.latent_dim, device=self.device)
+            if lengths.shape != (rows,) or (lengths < 0).any() or (lengths > history.shape[1]).any():
+                raise LSPError(f"lengths must be ({rows},) in [0, {history.shape[1]}], got {lengths.tolist()}")
+            out = torch.empty(rows, repeats, num_steps, self.latent_dim, device=self.device)
             for length in lengths.unique().tolist():
-                rows = (lengths == length).nonzero()[:, 0].to(self.device)
-                out[rows] = self._continue(history[rows, :length], num_steps, draw, cache)
-            return out
-        return self._continue(history, num_steps, draw, cache)
+                group = (lengths == length).nonzero()[:, 0].to(self.device)
+                out[group] = self._continue(history[group, :length], repeats, num_steps, draw, cache).unflatten(0, (-1, repeats))
+            return out.flatten(0, 1)
+        return self._continue(history, repeats, num_steps, draw, cache)
 
-    def _continue(self, history: torch.Tensor, num_steps: int, draw: Callable, cache: bool) -> torch.Tensor:
-        start = history.shape[1]
+    def _continue(self, history: torch.Tensor, repeats: int, num_steps: int, draw: Callable, cache: bool) -> torch.Tensor:
+        """``repeats`` continuations of each row of ``history`` ``(R, t, d)`` -> ``(R * repeats, num_steps, d)``.
+
+        With the cache, the transformer's keys and values of what the continuations of a row share
+        (the start token and the row's history in the window) are computed once, at ``R`` rows, and
+        copied to the row's continuations, which then encode only their own new latents: while the
+        sequence fits the positions, one latent a step; once the window slides, the ``s`` latents
+        generated so far (positions shift, so the shared part is encoded anew, still at ``R`` rows).
+        """
+        start, context = history.shape[1], self.context
         if not cache:
+            history = history.repeat_interleave(repeats, dim=0)
             for _ in range(num_steps):
                 z = draw(self.next_distribution(history))
                 history = torch.cat([history, z[:, None]], dim=1)
             return history[:, start:]
-        window = history[:, max(start - self.context, 0) :]
-        distribution, kv = self.network.forward_cached(window)
+
+        def shared(keys_values: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            return [(k.repeat_interleave(repeats, dim=0), v.repeat_interleave(repeats, dim=0)) for k, v in keys_values]
+
+        distribution, kv = self.network.forward_cached(history[:, max(start - context, 0) :])
+        distribution, kv_is_shared = distribution.repeat_interleave(repeats), True
+        new = history.new_empty(len(history) * repeats, 0, self.latent_dim)
         for step in range(num_steps):
             z = draw(distribution)
-            history = torch.cat([history, z[:, None]], dim=1)
+            new = torch.cat([new, z[:, None]], dim=1)
             if step == num_steps - 1:
                 break
-            if kv[0][0].shape[2] <= self.context:  # a free position: extend the cache
-                distribution, kv = self.network.forward_cached(z[:, None], kv)
-            else:  # positions shift as the window slides: encode it anew
-                distribution, kv = self.network.forward_cached(history[:, -self.context :])
-        return history[:, start:]
+            generated = new.shape[1]
+            if start + generated <= context:  # the whole sequence fits the positions: extend the cache by z
+                distribution, kv = self.network.forward_cached(z[:, None], shared(kv) if kv_is_shared else kv)
+                kv_is_shared = False
+            elif generated < context:  # the window slides: the row's last latents, then this continuation's
+                _, prefix = self.network.forward_cached(history[:, start - (context - generated) :])
+                distribution, kv = self.network.forward_cached(new, shared(prefix))
+            else:  # the window holds generated latents only
+                distribution, kv = self.network.forward_cached(new[:, -context:])
+        return new
 
     @torch.no_grad()
     def nll(self, vae: StateVAE, dataset: Dataset) -> float:

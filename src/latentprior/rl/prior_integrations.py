@@ -29,6 +29,7 @@ Schedules count environment steps over all sub-environments, the authors' "sampl
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Protocol
 
 import torch
@@ -119,7 +120,10 @@ HistoryFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score(obs, candidates) -> scores``: observations ``(B, obs_dim)``, candidate latent sequences
-``(B, N, H, d)`` for each of them, scores ``(B, N)`` (higher is better)."""
+``(B, N, H, d)`` for each of them, scores ``(B, N)`` (higher is better). A score that reads only
+each candidate's first latent says so with an attribute ``first_latent_only = True`` (as
+:func:`critic_score` does); the planner then passes it first latents alone, ``(B, N, 1, d)``, and
+draws the rest of the best candidate only (:meth:`LatentPlanner.plan`)."""
 
 
 @dataclasses.dataclass
@@ -383,6 +387,7 @@ def critic_score(policy: Any, critic: Any) -> ScoreFn:
         obs_in = policy.normalize(obs).repeat_interleave(n, dim=0)
         return critic(obs_in, candidates[:, :, 0].reshape(batch * n, -1)).min(0).values.view(batch, n)
 
+    score.first_latent_only = True  # Q(s, z_0): the continuation does not enter the score
     return score
 
 
@@ -437,22 +442,37 @@ class LatentPlanner:
     def plan(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample and score candidates for each observation.
 
+        Where the score reads first latents only (``score.first_latent_only``, the critics), only
+        the candidates' first latents are drawn and scored, and the best one's continuation is then
+        drawn from the prior given it: the same distribution of executed plans as drawing every
+        candidate whole (candidates are independent, and the chosen one's continuation is a draw
+        from the prior given its first latent), without ``N * (H - 1)`` latents nobody reads.
+
         :param obs: ``(B, obs_dim)``.
         :return: ``(best, candidates, scores)``: the best candidate ``(B, H, d)``, all of them
-            ``(B, N, H, d)`` and their scores ``(B, N)``.
+            ``(B, N, H, d)`` (``(B, N, 1, d)``: first latents, with a first-latent score) and their
+            scores ``(B, N)``.
         """
         if self.score is None:
             raise LatentPriorError("LatentPlanner has no score: pass one, or let SAC attach its critics")
         c, batch = self.config, len(obs)
         latents, known = self.history(obs)
-        device = self.prior.device
-        candidates = self.prior.sample(
-            c.plan_horizon, batch * c.plan_rollouts, latents.to(device).repeat_interleave(c.plan_rollouts, dim=0),
-            self._sample, lengths=known.to(device).repeat_interleave(c.plan_rollouts, dim=0),
-            temperature=c.plan_temperature, mixture_temperature=c.plan_mixture_temperature,
-        ).view(batch, c.plan_rollouts, c.plan_horizon, -1).to(obs.device)
+        latents, known = latents.to(self.prior.device), known.to(self.prior.device)
+        sample = functools.partial(
+            self.prior.sample, generator=self._sample, temperature=c.plan_temperature, mixture_temperature=c.plan_mixture_temperature
+        )
+        first_only = getattr(self.score, "first_latent_only", False) and c.plan_horizon > 1
+        # plan_rollouts continuations of each history: the prior encodes each history once for all of them.
+        candidates = sample(1 if first_only else c.plan_horizon, batch * c.plan_rollouts, latents, lengths=known)
+        candidates = candidates.view(batch, c.plan_rollouts, candidates.shape[1], -1).to(obs.device)
         scores = self.score(obs, candidates)
         best = candidates[torch.arange(batch, device=obs.device), scores.argmax(dim=1)]
+        if first_only:  # the best candidate's continuation, given its first latent
+            rows = torch.arange(batch, device=latents.device)
+            history = torch.cat([latents, latents.new_zeros(batch, 1, latents.shape[-1])], dim=1)
+            history[rows, known] = best[:, 0].to(latents.device)
+            rest = sample(c.plan_horizon - 1, batch, history, lengths=known + 1)
+            best = torch.cat([best, rest.to(best.device)], dim=1)
         return best, candidates, scores
 
     def act(self, obs: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
