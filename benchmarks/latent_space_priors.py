@@ -86,9 +86,11 @@ Sizes and budgets. The VAE and prior use the CPU presets (``small()``, documente
 ``latent/lsp.py``); the low-level policy and every high-level learner use the project's SAC at SB3's
 settings (256x256, batch 256, one update per step) with learning starts 10k (the RL zoo's MuJoCo
 value) and an initial entropy coefficient of 0.01 (--ent-coef-init; SB3's 1 swamps the critic of a
-32-d latent action space, docs/BENCHMARKS.md; jobs end in ``__alpha0.01``). ``plan`` samples the authors' 1024 candidates but --plan-horizon 4 latents instead of 64:
-scored by the critics, only a candidate's first latent enters the score and the first 4
-(``plan_replan_interval``) are executed, so longer candidates change nothing but the cost.
+32-d latent action space, docs/BENCHMARKS.md; jobs end in ``__alpha0.01``). ``plan`` uses the authors' 1024
+candidates of 64 latents, replanned every 4, scored by the critics: only a candidate's first latent
+enters the score, so the planner draws the candidates' first latents and the best one's next 3
+alone (``LatentPlanner.plan``; the same plans in distribution, ~30x cheaper per decision,
+docs/BENCHMARKS.md "Model costs"), and the horizon changes neither the plans nor the cost.
 
 Estimated cost at the defaults, in CPU-hours on the 2-core project VM: ESTIMATES, extrapolated from
 step times measured there on 2026-11-21 (``--quick`` and a 3,000-sample timing run of every learner)
@@ -1133,7 +1135,7 @@ def main(argv=None) -> None:
              "k environments make 1/k updates per sample: k = 4 cuts the update cost, which dominates on a CPU, "
              "4-fold (1: SB3's one update per sample)")
     add("--plan-rollouts", type=int, default=1024, help="plan: candidates per decision (the authors')")
-    add("--plan-horizon", type=int, default=4, help="plan: latents per candidate (the authors: 64; see above)")
+    add("--plan-horizon", type=int, default=64, help="plan: latents per candidate (the authors': 64; see above)")
     # bipedal skills
     add("--bisk-expert", type=Path, default=None,
         help="bisk: expert on the robot's VelocityControl task (shaped); default for HalfCheetah: the committed "

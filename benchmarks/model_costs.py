@@ -26,6 +26,9 @@ Measurements (``--parts``):
   prior      latent space priors: a prior step (PriorConfig() and PriorConfig.small()); the prior
              sees only 32-d latents, so it is measured once, not per robot.
   sample     the planner's prior sampling: 1024 rollouts x 1, 8 and 64 latent steps, cache on/off.
+  plan       one planning decision for 4 environments (LatentPlanner.plan, 1024 candidates, critics of
+             SAC's size): candidates of 4 latents drawn whole, or first latents only (the critics read
+             nothing else: the default with critics), and first latents at the authors' horizon 64.
   low-level  the LSP low-level policy's action for one environment step (fit_low_level_bc's
              network, 2 x 256; the only size the project has).
 
@@ -68,7 +71,7 @@ from latentprior.io import atomic_write_json, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("lap", "npmp", "vae", "prior", "sample", "low-level")
+PARTS = ("lap", "npmp", "vae", "prior", "sample", "plan", "low-level")
 SIZES = ("paper", "cpu")
 ENVS = ("HalfCheetah-v5", "Ant-v5")
 #: Latent action sizes of the paper (Hausdörfer et al. 2024): HalfCheetah 3, Ant 4.
@@ -368,10 +371,10 @@ def measure_sample(ctx: "Context", size: str) -> None:
     prior = ctx.prior(size)
     plan_config = LSPIntegrationConfig()
     rollouts, device = plan_config.plan_rollouts, prior.device
-    # What LatentPlanner.plan passes for one environment: its history (context = 1 latent) repeated per rollout.
-    history = (torch.rand(1, plan_config.context, prior.latent_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1)
-    context = history.to(device).repeat_interleave(rollouts, dim=0)
-    lengths = torch.full((rollouts,), plan_config.context, device=device)
+    # What LatentPlanner.plan passes for one environment scoring whole candidates: its history (context = 1
+    # latent), continued once per rollout (the prior encodes the history once for all of them).
+    context = (torch.rand(1, plan_config.context, prior.latent_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+    lengths = torch.full((1,), plan_config.context, device=device)
     generator = torch.Generator(device).manual_seed(0)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     row = {"model": "LSP prior", "size": size, "env": f"any ({prior.latent_dim}-d latents)",
@@ -390,7 +393,8 @@ def measure_sample(ctx: "Context", size: str) -> None:
             shorter = [h for (h, c) in measured if c == cache and h < horizon]
             if shorter:  # scale the longest shorter horizon's time by the tokens the transformer processes
                 h0 = max(shorter)
-                estimate = measured[(h0, cache)] * _tokens(horizon, cache, prior.context) / _tokens(h0, cache, prior.context)
+                # (at least one position: a single cached step is the history's, shared by the rollouts, almost free)
+                estimate = measured[(h0, cache)] * _tokens(horizon, cache, prior.context) / max(_tokens(h0, cache, prior.context), 1)
             what = f"sample {horizon} latent step{'s' if horizon > 1 else ''}, cache {'on' if cache else 'off'}"
             note = None
             if cache and plan_config.context + horizon - 1 > prior.context:  # latents before the last draw
@@ -403,21 +407,59 @@ def measure_sample(ctx: "Context", size: str) -> None:
                 measured[(horizon, cache)] = result["median_ms"] / 1e3
 
 
-def _tokens(horizon: int, cache: bool, context: int, history: int = 1) -> int:
-    """Transformer positions processed to sample ``horizon`` latents after ``history`` ones (LatentPrior.sample)."""
-    total, kv = 0, None
+def measure_plan(ctx: "Context", size: str) -> None:
+    """One planning decision (``LatentPlanner.plan``) for the LSP benchmark's 4 environments, scored by
+    critics of SAC's size (2 x 256 x 256 on Ant's 27-d observation): candidates drawn whole (a score of
+    whole sequences, e.g. the authors' decoded objective) or first latents only (the critics' score)."""
+    import torch
+
+    from latentprior.rl.prior_integrations import LatentPlanner, LSPIntegrationConfig
+
+    prior, envs, obs_dim = ctx.prior(size), 4, 27
+    torch.manual_seed(0)
+    critics = [torch.nn.Sequential(torch.nn.Linear(obs_dim + prior.latent_dim, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                   torch.nn.ReLU(), torch.nn.Linear(256, 1)).to(prior.device) for _ in range(2)]
+
+    def whole(obs, candidates):
+        batch, n = candidates.shape[:2]
+        x = torch.cat([obs.repeat_interleave(n, dim=0), candidates[:, :, 0].reshape(batch * n, -1)], dim=1)
+        return torch.stack([q(x) for q in critics]).min(0).values.view(batch, n)
+
+    def first(obs, candidates):
+        return whole(obs, candidates)
+
+    first.first_latent_only = True
+    history = torch.rand(envs, 1, prior.latent_dim, generator=torch.Generator().manual_seed(0)).to(prior.device) * 2 - 1
+    obs = torch.zeros(envs, obs_dim, device=prior.device)
+    sync = (lambda: torch.cuda.synchronize(prior.device)) if prior.device.type == "cuda" else (lambda: None)
+    # Whole candidates at the benchmark's horizon only: at the authors' 64 they cost what `sample` measures, x 4.
+    for horizon, name, score in ((4, "whole candidates", whole), (4, "first latents", first), (HORIZONS[-1], "first latents", first)):
+        config = LSPIntegrationConfig(plan_horizon=horizon)
+        planner = LatentPlanner(prior, lambda o: (history, torch.ones(envs, dtype=torch.long, device=prior.device)), config, score)
+        row = {"model": "LSP planner", "size": size, "env": f"Ant-v5 ({envs} envs)",
+               "what": f"plan: {config.plan_rollouts} x {horizon} latents, {name}", "batch": f"{envs} x {config.plan_rollouts}",
+               "params": params(prior.network), "config": {"plan_rollouts": config.plan_rollouts, "plan_horizon": horizon,
+                                                           "history_latents": 1, "score": name}}
+        with torch.no_grad():
+            ctx.measure(row, lambda planner=planner: time_calls(lambda: planner.plan(obs), ctx.plan, sync=sync), device=str(prior.device))
+
+
+def _tokens(horizon: int, cache: bool, context: int, history: int = 1, rollouts: int = 1024) -> float:
+    """Transformer positions processed per rollout to sample ``horizon`` latents continuing one history of
+    ``history`` latents ``rollouts`` times (``LatentPrior._continue``). With the cache, what the rollouts
+    share (the start token and the history in the window) is encoded once for all of them."""
+    total = 0.0
     for step in range(horizon):
-        seen = history + step  # latents before this step's draw
-        window = min(seen, context) + 1  # start token + latents
-        if not cache or step == 0:
-            total += window
-            kv = window
-        elif kv <= context:  # a free position: one new token
+        if not cache:
+            total += min(history + step, context) + 1  # start token + the window
+        elif step == 0:
+            total += (min(history, context) + 1) / rollouts
+        elif history + step <= context:  # a free position: one new token
             total += 1
-            kv += 1
-        else:  # sliding window: re-encoded
-            total += window
-            kv = window
+        elif step < context:  # the window slides: the history's part once, the generated latents per rollout
+            total += (context - step + 1) / rollouts + step
+        else:
+            total += context + 1
     return total
 
 
@@ -657,6 +699,8 @@ def main(argv=None) -> None:
                 measure_prior(ctx, size)
             if "sample" in parts:
                 measure_sample(ctx, size)
+            if "plan" in parts:
+                measure_plan(ctx, size)
         save(ctx.rows, finished=True)
         data = json.loads(path.read_text())
     text = report(data)

@@ -232,6 +232,12 @@ def test_a_first_latent_score_draws_the_continuation_of_the_best_candidate_alone
     assert candidates.shape == (3, 64, 1, D) and best.shape == (3, 4, D)
     torch.testing.assert_close(best[:, 0], candidates[torch.arange(3), scores.argmax(1), 0])
     torch.testing.assert_close(best[:, 1:], best[:, :1] + 0.01 * torch.arange(1, 4)[None, :, None])  # given the chosen z_0
+    # Only what runs before the next decision is drawn: a longer horizon changes nothing.
+    long = LatentPlanner(Continuer(), no_history, dataclasses.replace(config, plan_horizon=64), first)
+    assert long.plan(torch.zeros(3, 5))[0].shape == (3, 4, D)
+    executed = [long(torch.zeros(3, 5), torch.zeros(3, D), step, torch.tensor([step == 0] * 3)) for step in range(9)]
+    assert all(torch.allclose(executed[k] + 0.01, executed[k + 1]) for k in (0, 1, 2, 4, 5, 6))  # replanned at 4 and 8
+    assert not torch.allclose(executed[3] + 0.01, executed[4])
 
     # With a real prior the executed plans follow the same distribution as with candidates drawn
     # whole (the same score without the attribute), for histories of 0, 1 and 2 latents.

@@ -444,14 +444,16 @@ class LatentPlanner:
 
         Where the score reads first latents only (``score.first_latent_only``, the critics), only
         the candidates' first latents are drawn and scored, and the best one's continuation is then
-        drawn from the prior given it: the same distribution of executed plans as drawing every
-        candidate whole (candidates are independent, and the chosen one's continuation is a draw
-        from the prior given its first latent), without ``N * (H - 1)`` latents nobody reads.
+        drawn from the prior given it, as far as it is executed (``plan_replan_interval`` latents in
+        all; the rest of a candidate never runs): the same distribution of executed plans as drawing
+        every candidate whole (candidates are independent, and the chosen one's continuation is a
+        draw from the prior given its first latent), without the ``N * (H - 1)`` latents nobody
+        reads. ``plan_horizon`` then changes nothing, neither the plans nor the cost.
 
         :param obs: ``(B, obs_dim)``.
         :return: ``(best, candidates, scores)``: the best candidate ``(B, H, d)``, all of them
-            ``(B, N, H, d)`` (``(B, N, 1, d)``: first latents, with a first-latent score) and their
-            scores ``(B, N)``.
+            ``(B, N, H, d)`` and their scores ``(B, N)``; with a first-latent score, the best one's
+            executed part ``(B, plan_replan_interval, d)`` and first latents ``(B, N, 1, d)``.
         """
         if self.score is None:
             raise LatentPriorError("LatentPlanner has no score: pass one, or let SAC attach its critics")
@@ -461,17 +463,18 @@ class LatentPlanner:
         sample = functools.partial(
             self.prior.sample, generator=self._sample, temperature=c.plan_temperature, mixture_temperature=c.plan_mixture_temperature
         )
-        first_only = getattr(self.score, "first_latent_only", False) and c.plan_horizon > 1
+        first_only = getattr(self.score, "first_latent_only", False)
         # plan_rollouts continuations of each history: the prior encodes each history once for all of them.
         candidates = sample(1 if first_only else c.plan_horizon, batch * c.plan_rollouts, latents, lengths=known)
         candidates = candidates.view(batch, c.plan_rollouts, candidates.shape[1], -1).to(obs.device)
         scores = self.score(obs, candidates)
         best = candidates[torch.arange(batch, device=obs.device), scores.argmax(dim=1)]
-        if first_only:  # the best candidate's continuation, given its first latent
+        executed = c.plan_replan_interval  # latents run before the next decision (<= plan_horizon)
+        if first_only and executed > 1:  # the best candidate's continuation, given its first latent
             rows = torch.arange(batch, device=latents.device)
             history = torch.cat([latents, latents.new_zeros(batch, 1, latents.shape[-1])], dim=1)
             history[rows, known] = best[:, 0].to(latents.device)
-            rest = sample(c.plan_horizon - 1, batch, history, lengths=known + 1)
+            rest = sample(executed - 1, batch, history, lengths=known + 1)
             best = torch.cat([best, rest.to(best.device)], dim=1)
         return best, candidates, scores
 
@@ -485,7 +488,7 @@ class LatentPlanner:
         if due.any():
             rows = due.nonzero()[:, 0]
             best, _, _ = self.plan(obs[rows.to(obs.device)])
-            envs.start(rows, best, torch.full((len(rows),), c.plan_horizon))
+            envs.start(rows, best, torch.full((len(rows),), best.shape[1]))
         return envs.take(torch.arange(n)).to(obs.device)
 
     def __call__(self, obs: torch.Tensor, actions: torch.Tensor, step: int, episode_start: torch.Tensor) -> torch.Tensor:
