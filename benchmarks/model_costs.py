@@ -604,7 +604,14 @@ def report(data: dict[str, Any]) -> str:
         "(1024 rollouts continuing one history latent, `lengths`, temperature 3, mixture temperature 9); a planning "
         "decision adds only the scoring. The cached sampler keeps the transformer's keys and values; the `cpu` "
         "prior's context is 32 latents, so beyond that each step re-encodes the 32-latent window even with the "
-        "cache.",
+        "cache. Rows measured before 2026-12-07 passed the history repeated per rollout (the sampler then encoded "
+        "it 1024 times; it now encodes it once for all of them).",
+        "Planning: one `LatentPlanner.plan` decision for 4 environments (the LSP benchmark's k = 4) with a history of "
+        "one latent, 1024 candidates, scored by two 2 x 256 critics on Ant's 27-d observation and the candidate's "
+        "first latent. `whole candidates`: a score of whole sequences (as the authors' decoded objective), every "
+        "candidate drawn to the horizon; `first latents`: the critics' score declares it reads first latents only, "
+        "so the planner draws those and continues the best candidate alone, as far as it runs before the next "
+        "decision (4 latents): the same plans in distribution, and the horizon no longer costs anything.",
     ]
     skipped = [r for r in rows if r["skipped"]]
     if skipped:
