@@ -99,8 +99,11 @@ docs/BENCHMARKS.md, where SAC ran 145 updates/s against 79 here; at that load ev
 roughly 1.8x cheaper). Measured: VAE step 45 ms, prior step 95 ms (``small()``); SAC with one update
 per step, in samples/s: low-level reenactment 78, scratch 79, none 69, explore 69, regularize 53,
 options 217 (108 decisions of 2 latents), plan 69; one evaluation of 50 AntMaze instances of 1000
-steps 30-50 s, the planner's final evaluation of them 13 min. Every job JSON records its real
-``wall_s``.
+steps 30-50 s, the planner's final evaluation of them 13 min (plan's numbers before the planner drew
+first latents only: since 2026-12-07 a plan run costs about 1.6x a none run, and its final
+evaluation about 5 min on a VM 4x slower than this one; docs/BENCHMARKS.md, session 16). With
+--num-envs 4, 1M-sample runs measured 45-60 min on the VM of sessions 13-15 and 2-3 h on the
+AVX2-only VM of session 16 (none about 160 samples/s, plan about 100). Every job JSON records its real ``wall_s``.
   demos           <0.1   ~100k expert steps (1.2 ms each)
   vae, prior      ~0.8   20k steps each
   low-level       <0.1   100 BC epochs (measured: 68 s); with --low-level-method sac ~3.7, 1M SAC steps
