@@ -89,7 +89,7 @@ value) and an initial entropy coefficient of 0.01 (--ent-coef-init; SB3's 1 swam
 32-d latent action space, docs/BENCHMARKS.md; jobs end in ``__alpha0.01``). ``plan`` uses the authors' 1024
 candidates of 64 latents, replanned every 4, scored by the critics: only a candidate's first latent
 enters the score, so the planner draws the candidates' first latents and the best one's next 3
-alone (``LatentPlanner.plan``; the same plans in distribution, ~30x cheaper per decision,
+alone (``LatentPlanner.plan``; the same plans in distribution, per decision 4.7x cheaper at this prior's size, 34x at the paper's,
 docs/BENCHMARKS.md "Model costs"), and the horizon changes neither the plans nor the cost.
 
 Estimated cost at the defaults, in CPU-hours on the 2-core project VM: ESTIMATES, extrapolated from

@@ -409,26 +409,24 @@ def measure_sample(ctx: "Context", size: str) -> None:
 
 def measure_plan(ctx: "Context", size: str) -> None:
     """One planning decision (``LatentPlanner.plan``) for the LSP benchmark's 4 environments, scored by
-    critics of SAC's size (2 x 256 x 256 on Ant's 27-d observation): candidates drawn whole (a score of
-    whole sequences, e.g. the authors' decoded objective) or first latents only (the critics' score)."""
+    ``critic_score`` with SAC's critics (``QEnsemble``, 2 x 256 x 256, on Ant's 27-d observation):
+    candidates drawn whole (as for a score of whole sequences, e.g. the authors' decoded objective) or
+    first latents only (what ``critic_score`` declares)."""
+    import types
+
     import torch
 
-    from latentprior.rl.prior_integrations import LatentPlanner, LSPIntegrationConfig
+    from latentprior.rl.networks import QEnsemble
+    from latentprior.rl.prior_integrations import LatentPlanner, LSPIntegrationConfig, critic_score
 
     prior, envs, obs_dim = ctx.prior(size), 4, 27
     torch.manual_seed(0)
-    critics = [torch.nn.Sequential(torch.nn.Linear(obs_dim + prior.latent_dim, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                                   torch.nn.ReLU(), torch.nn.Linear(256, 1)).to(prior.device) for _ in range(2)]
+    critic = QEnsemble(obs_dim, [-1.0] * prior.latent_dim, [1.0] * prior.latent_dim).to(prior.device)
+    first = critic_score(types.SimpleNamespace(normalize=lambda obs: obs), critic)
 
-    def whole(obs, candidates):
-        batch, n = candidates.shape[:2]
-        x = torch.cat([obs.repeat_interleave(n, dim=0), candidates[:, :, 0].reshape(batch * n, -1)], dim=1)
-        return torch.stack([q(x) for q in critics]).min(0).values.view(batch, n)
+    def whole(obs, candidates):  # the same score, without saying it reads first latents only
+        return first(obs, candidates)
 
-    def first(obs, candidates):
-        return whole(obs, candidates)
-
-    first.first_latent_only = True
     history = torch.rand(envs, 1, prior.latent_dim, generator=torch.Generator().manual_seed(0)).to(prior.device) * 2 - 1
     obs = torch.zeros(envs, obs_dim, device=prior.device)
     sync = (lambda: torch.cuda.synchronize(prior.device)) if prior.device.type == "cuda" else (lambda: None)
